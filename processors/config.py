@@ -1,0 +1,223 @@
+"""Settings: the one place that reads the environment, once, at start-up.
+
+`load_settings(environ)` casts and validates every variable and raises `ConfigError` with a one-line
+reason naming the bad key, so a misconfigured process refuses to start instead of accepting traffic it
+cannot verify. Secrets stay wrapped in `Secret` (redacted in every repr) until the HMAC call.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from processors.vendors import KNOWN_VENDORS
+
+DEMO_SOURCE = "demo"
+# The published demo key: only used when LABELHOOK_SOURCES is unset, so `labelhook run --demo` and the
+# README's curl example work out of the box. It is public, so start-up logs a warning while it is active.
+DEMO_SECRET = "whsec_bGFiZWxob29rLWRlbW8tc2VjcmV0LWRvLW5vdC11c2U="
+
+_SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+_QUEUE_SCHEMES = ("sqlite", "sqs", "sqs+https", "sqs+http")
+_STORE_SCHEMES = ("file", "s3")
+
+
+class ConfigError(Exception):
+    """The environment is not a valid configuration; the message is one line naming the key."""
+
+
+class Secret:
+    """A secret value that never shows itself in repr/str (logs, tracebacks, `labelhook sources`)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One configured callback source: a name in the URL, the vendor adapter behind it, its secrets."""
+
+    name: str
+    vendor: str
+    secrets: tuple[Secret, ...]
+    api_key: Secret | None = None
+    api_url: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def verification(self) -> str:
+        """A human description of how callbacks to this source are verified (no secret in it)."""
+        return KNOWN_VENDORS[self.vendor].verification
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration; build it with `load_settings`."""
+
+    port: int = 8000
+    host: str | None = None
+    forwarded_allow_ips: str = "127.0.0.1"
+    limit_concurrency: int | None = None
+    queue_url: str = "sqlite:///./var/queue.db"
+    store_url: str = "file://./var/out"
+    sources: Mapping[str, SourceConfig] = field(default_factory=dict)
+    max_body_bytes: int = 4 * 1024 * 1024 + 256 * 1024
+    fetch_max_bytes: int = 512 * 1024 * 1024
+    fetch_allow_hosts: tuple[str, ...] = ()
+    max_attempts: int = 8
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 600.0
+    lease_seconds: float = 60.0
+    worker_concurrency: int = 2
+    poll_interval_seconds: float = 1.0
+    max_pixels: int = 100_000_000
+    dashboard_token: Secret | None = None
+    public_url: str | None = None
+    aws_endpoint_url: str | None = None
+    demo_secret_in_use: bool = False
+
+    def source(self, name: str) -> SourceConfig | None:
+        return self.sources.get(name)
+
+
+def _int(environ: Mapping[str, str], key: str, default: int, *, minimum: int = 0) -> int:
+    raw = environ.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(environ: Mapping[str, str], key: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = environ.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+    return value
+
+
+def _url(environ: Mapping[str, str], key: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = environ.get(key) or default
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        raise ConfigError(f"{key} must be a URL with scheme {' or '.join(schemes)}, got scheme {scheme!r}")
+    return value
+
+
+def _http_url(key: str, value: str | None) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{key} must be an http(s) URL")
+    return value.rstrip("/")
+
+
+def _csv(raw: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+
+
+def _load_source(environ: Mapping[str, str], name: str) -> SourceConfig:
+    if not _SOURCE_NAME.match(name):
+        raise ConfigError(f"LABELHOOK_SOURCES: source name {name!r} must match {_SOURCE_NAME.pattern}")
+    prefix = f"LABELHOOK_{name.upper().replace('-', '_')}_"
+    vendor = environ.get(prefix + "VENDOR", name).strip().lower()
+    if vendor not in KNOWN_VENDORS:
+        known = ", ".join(sorted(KNOWN_VENDORS))
+        raise ConfigError(f"{prefix}VENDOR: unknown vendor {vendor!r} (known: {known})")
+    secrets = tuple(Secret(s) for s in _csv(environ.get(prefix + "SECRET")))
+    if not secrets and KNOWN_VENDORS[vendor].needs_secret:
+        raise ConfigError(
+            f"{prefix}SECRET is required for source {name!r}: refusing to accept unverified callbacks"
+        )
+    api_key_raw = environ.get(prefix + "API_KEY")
+    options = {
+        key[len(prefix) :].lower(): value
+        for key, value in environ.items()
+        if key.startswith(prefix) and key[len(prefix) :] not in ("VENDOR", "SECRET", "API_KEY", "API_URL")
+    }
+    source = SourceConfig(
+        name=name,
+        vendor=vendor,
+        secrets=secrets,
+        api_key=Secret(api_key_raw) if api_key_raw else None,
+        api_url=_http_url(prefix + "API_URL", environ.get(prefix + "API_URL")),
+        options=options,
+    )
+    # The adapter checks what only it understands (secret format, required options).
+    problem = KNOWN_VENDORS[vendor].check(source)
+    if problem:
+        raise ConfigError(f"{prefix}{problem}")
+    return source
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, cast and validate the configuration; raise `ConfigError` with a one-line reason."""
+    env = os.environ if environ is None else environ
+    names = _csv(env.get("LABELHOOK_SOURCES"))
+    demo_secret_in_use = False
+    if names:
+        if len(set(names)) != len(names):
+            raise ConfigError("LABELHOOK_SOURCES lists a source twice")
+        sources = {name: _load_source(env, name) for name in names}
+    else:
+        # No sources configured: the demo source, with the public demo key unless one is given.
+        demo_env = dict(env)
+        demo_env.setdefault("LABELHOOK_DEMO_VENDOR", "standard")
+        if not demo_env.get("LABELHOOK_DEMO_SECRET"):
+            demo_env["LABELHOOK_DEMO_SECRET"] = DEMO_SECRET
+            demo_secret_in_use = True
+        sources = {DEMO_SOURCE: _load_source(demo_env, DEMO_SOURCE)}
+    token = env.get("LABELHOOK_DASHBOARD_TOKEN")
+    return Settings(
+        port=_int(env, "PORT", 8000, minimum=0),
+        host=env.get("HOST") or None,
+        forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
+        limit_concurrency=_int(env, "LABELHOOK_LIMIT_CONCURRENCY", 0, minimum=0) or None,
+        queue_url=_url(env, "LABELHOOK_QUEUE", "sqlite:///./var/queue.db", _QUEUE_SCHEMES),
+        store_url=_url(env, "LABELHOOK_STORE", "file://./var/out", _STORE_SCHEMES),
+        sources=sources,
+        max_body_bytes=_int(env, "LABELHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024 + 256 * 1024, minimum=1024),
+        fetch_max_bytes=_int(env, "LABELHOOK_FETCH_MAX_BYTES", 512 * 1024 * 1024, minimum=1),
+        fetch_allow_hosts=tuple(h.lower() for h in _csv(env.get("LABELHOOK_FETCH_ALLOW_HOSTS"))),
+        max_attempts=_int(env, "LABELHOOK_MAX_ATTEMPTS", 8, minimum=1),
+        retry_base_seconds=_float(env, "LABELHOOK_RETRY_BASE_SECONDS", 2.0),
+        retry_max_seconds=_float(env, "LABELHOOK_RETRY_MAX_SECONDS", 600.0),
+        lease_seconds=_float(env, "LABELHOOK_LEASE_SECONDS", 60.0, minimum=1.0),
+        worker_concurrency=_int(env, "LABELHOOK_WORKER_CONCURRENCY", 2, minimum=1),
+        poll_interval_seconds=_float(env, "LABELHOOK_POLL_INTERVAL_SECONDS", 1.0, minimum=0.01),
+        max_pixels=_int(env, "LABELHOOK_MAX_PIXELS", 100_000_000, minimum=1),
+        dashboard_token=Secret(token) if token else None,
+        public_url=_http_url("LABELHOOK_PUBLIC_URL", env.get("LABELHOOK_PUBLIC_URL")),
+        aws_endpoint_url=_http_url("AWS_ENDPOINT_URL", env.get("AWS_ENDPOINT_URL")),
+        demo_secret_in_use=demo_secret_in_use,
+    )

@@ -1,0 +1,46 @@
+"""The vendor registry: which vendors exist, how their sources are checked, where their processor lives.
+
+The receiver keeps its own registry of verification adapters (`receiver.vendors`) under the same names;
+a test keeps the two in step. Processors are imported lazily, so a web process never loads numpy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from processors.config import SourceConfig
+    from processors.vendors.base import Processor
+
+
+def _check_standard(source: SourceConfig) -> str | None:
+    from processors.vendors.standard import check_secrets
+
+    return check_secrets(source)
+
+
+@dataclass(frozen=True)
+class VendorInfo:
+    """What the rest of the system needs to know about one vendor before any of its code loads."""
+
+    verification: str
+    processor_path: str
+    needs_secret: bool = True
+    check: Callable[[SourceConfig], str | None] = lambda source: None
+
+    def processor_class(self) -> type[Processor]:
+        module_name, _, class_name = self.processor_path.partition(":")
+        cls: type[Processor] = getattr(importlib.import_module(module_name), class_name)
+        return cls
+
+
+KNOWN_VENDORS: dict[str, VendorInfo] = {
+    "standard": VendorInfo(
+        verification="Standard Webhooks HMAC-SHA256 (webhook-id/-timestamp/-signature, ±5 min)",
+        processor_path="processors.vendors.standard:StandardProcessor",
+        check=_check_standard,
+    ),
+}

@@ -1,0 +1,215 @@
+"""The worker loop: claim deliveries, run their vendor's processor, ack, retry or dead-letter.
+
+Processors are blocking code (numpy, boto3, httpx's sync client), so each delivery runs on its own
+daemon thread while the event loop keeps the lease alive with heartbeats. `stop()` only sets a flag:
+the loop stops claiming, waits up to ``drain_seconds`` for work in hand, then releases what is left
+so another worker picks it up at once, and returns. Daemon threads mean a processor stuck in I/O can
+never hold the process past the PaaS's SIGKILL deadline; its delivery is simply processed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from processors.config import Settings
+from processors.delivery import Delivery
+from processors.errors import Permanent, Retryable
+from processors.queue import Lease, Queue, QueueUnavailable
+from processors.store import JobWriter, Store, StoreError
+from processors.vendors import KNOWN_VENDORS
+from processors.vendors.base import Processor
+
+T = TypeVar("T")
+log = logging.getLogger("labelhook.worker")
+VERSION = "0.1.0"
+
+
+async def run_in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` on a fresh daemon thread and await its result."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result: Any = (True, fn(*args))
+        except BaseException as exc:
+            result = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the loop may be gone after a bounded shutdown
+            loop.call_soon_threadsafe(settle, *result)
+
+    threading.Thread(target=target, name="labelhook-job", daemon=True).start()
+    return await future
+
+
+class Worker:
+    """Processes deliveries from ``queue`` into ``store`` until `stop()` is called."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        queue: Queue,
+        store: Store,
+        *,
+        processors: Mapping[str, Processor] | None = None,
+        drain_seconds: float = 20.0,
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.store = store
+        self.drain_seconds = drain_seconds
+        self._processors: dict[str, Processor] = dict(processors or {})
+        self._stopping = threading.Event()
+        self._wake: asyncio.Event | None = None
+        self.processed = 0
+
+    def stop(self) -> None:
+        """Ask the loop to stop claiming and drain; safe to call from a signal handler or any thread."""
+        self._stopping.set()
+        wake = self._wake
+        if wake is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(wake.set)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def processor_for(self, source_name: str) -> Processor:
+        processor = self._processors.get(source_name)
+        if processor is None:
+            source = self.settings.source(source_name)
+            if source is None:
+                raise Permanent(f"source {source_name!r} is no longer configured")
+            processor = KNOWN_VENDORS[source.vendor].processor_class()(source, self.settings)
+            self._processors[source_name] = processor
+        return processor
+
+    async def run(self) -> None:
+        """Claim and process until stopped; then drain, release leftovers and return."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        in_flight: set[asyncio.Task[None]] = set()
+        concurrency = self.settings.worker_concurrency
+        while not self.stopping:
+            free = concurrency - len(in_flight)
+            if free <= 0:
+                waiter = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({*in_flight, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                continue
+            try:
+                leases = await self.queue.claim(free, self.settings.lease_seconds, wait_seconds=1.0)
+            except QueueUnavailable as exc:
+                log.warning("queue unavailable", extra={"error": str(exc)})
+                await self._sleep(1.0)
+                continue
+            for lease in leases:
+                if self.stopping:
+                    await self.queue.release(lease)
+                    continue
+                task = asyncio.create_task(self._handle(lease))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        await self._drain(in_flight)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _drain(self, in_flight: set[asyncio.Task[None]]) -> None:
+        if in_flight:
+            log.info("draining", extra={"in_flight": len(in_flight), "deadline_s": self.drain_seconds})
+            _, pending = await asyncio.wait(set(in_flight), timeout=self.drain_seconds)
+            for task in pending:
+                task.cancel()  # _handle releases the lease on cancellation
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+        log.info("worker stopped", extra={"processed": self.processed})
+
+    async def _heartbeat(self, lease: Lease) -> None:
+        interval = max(0.5, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(QueueUnavailable):
+                await self.queue.extend(lease, self.settings.lease_seconds)
+
+    async def _handle(self, lease: Lease) -> None:
+        delivery = lease.delivery
+        fields = {
+            "delivery_id": delivery.id,
+            "source": delivery.source,
+            "job": delivery.job_id,
+            "attempt": lease.attempts,
+        }
+        if not await self.queue.check_attempts(lease):
+            log.warning("dead letter", extra={**fields, "outcome": "dead"})
+            return
+        started = time.monotonic()
+        heartbeat = asyncio.create_task(self._heartbeat(lease))
+        try:
+            await run_in_daemon_thread(self.process, delivery)
+        except asyncio.CancelledError:
+            with contextlib.suppress(QueueUnavailable):
+                await asyncio.shield(self.queue.release(lease))
+            log.info("released", extra={**fields, "outcome": "released"})
+            raise
+        except Exception as exc:
+            outcome = await self.queue.fail(lease, exc)
+            log.warning(
+                "processing failed",
+                extra={
+                    **fields,
+                    "outcome": outcome,
+                    "reason": getattr(exc, "reason", repr(exc)),
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
+        else:
+            await self.queue.ack(lease)
+            self.processed += 1
+            log.info(
+                "processed",
+                extra={
+                    **fields,
+                    "outcome": "processed",
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
+        finally:
+            heartbeat.cancel()
+
+    def process(self, delivery: Delivery) -> dict[str, Any]:
+        """Run the processor for ``delivery`` and write its manifest; blocking, raises Retryable/Permanent."""
+        out = JobWriter(self.store, delivery.output_prefix)
+        try:
+            extra = self.processor_for(delivery.source).process(delivery, out)
+            return out.finish(
+                {
+                    "vendor": delivery.vendor,
+                    "source": delivery.source,
+                    "project": delivery.project,
+                    "job": delivery.job_id,
+                    "state": delivery.state,
+                    "delivery_id": delivery.id,
+                    "dedupe_key": delivery.dedupe_key,
+                    "timings": {"received_at": delivery.received_at},
+                    "labelhook_version": VERSION,
+                    **extra,
+                }
+            )
+        except StoreError as exc:
+            raise (Retryable(exc.reason) if exc.retryable else Permanent(exc.reason)) from exc

@@ -1,0 +1,87 @@
+"""`VendorAdapter`: the receiver-side half of a vendor — verify a callback and say what it means.
+
+Adapters are pure: headers, query, body bytes and the current time in; a `Callback` or a
+`receiver.errors.ReceiverError` out. No I/O, no clock of their own, so every rule is testable with
+plain values and the receiver never blocks its event loop on them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from processors.config import Secret, SourceConfig
+from receiver.errors import BadRequest
+
+# Deeply nested JSON is a cheap way to burn CPU (and Python's recursion limit) in a parser.
+MAX_JSON_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class IncomingRequest:
+    """What an adapter may look at: lower-cased headers, query parameters and the raw body."""
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A verified callback. ``enqueue`` False means acknowledge and record, but do not process."""
+
+    dedupe_key: str
+    job_id: str
+    project: str
+    state: str | None = None
+    enqueue: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class VendorAdapter(ABC):
+    """Verifies and interprets callbacks for one configured source."""
+
+    def __init__(self, source: SourceConfig) -> None:
+        self.source = source
+
+    @abstractmethod
+    def verify(self, request: IncomingRequest, now: float) -> Callback:
+        """Check authenticity (raise `Unauthorized`) and shape (raise `BadRequest`); never do I/O."""
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body with a depth limit; `BadRequest` on anything that is not valid JSON."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8", code="malformed_body") from None
+    depth = 0
+    # A cheap pre-scan for nesting depth: brackets inside strings are over-counted, which only makes
+    # the limit stricter for pathological bodies; real callbacks are a few levels deep.
+    for char in text:
+        if char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", code="malformed_body")
+        elif char in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadRequest("body is not valid JSON", code="malformed_body") from None
+
+
+def token_matches(given: str | None, secrets: tuple[Secret, ...]) -> bool:
+    """Constant-time comparison of a presented token against every configured secret."""
+    if not given:
+        return False
+    presented = given.encode()
+    matched = False
+    for secret in secrets:
+        # No early exit: the time taken does not reveal which secret (if any) matched.
+        matched |= hmac.compare_digest(presented, secret.reveal().encode())
+    return matched
