@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from processors.config import DEMO_SOURCE, ConfigError, Settings, load_settings
@@ -42,6 +44,28 @@ def _warn_demo_key(settings: Settings) -> None:
             "LABELHOOK_SOURCES is unset: serving only the 'demo' source with the public demo key; "
             "configure your own sources before exposing this port"
         )
+
+
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, minus re-raising the signal after shutdown: a drained exit is status 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            # uvicorn's handler only sets should_exit (a second signal forces exit): flag-only handlers.
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, demo: bool) -> int:
@@ -90,7 +114,7 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, d
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=5,
     )
-    uvicorn.Server(config).run()
+    _server_class()(config).run()
     return 0
 
 
