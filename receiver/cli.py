@@ -33,9 +33,10 @@ def _open(settings: Settings) -> tuple[Queue, Store]:
     from processors.store import open_store
 
     policy = RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds)
-    return open_queue(settings.queue_url, policy), open_store(
-        settings.store_url, endpoint_url=settings.aws_endpoint_url
-    )
+    store = open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url)
+    # The store also holds SQS payloads too large for a message: web and worker must share it.
+    queue = open_queue(settings.queue_url, policy, endpoint_url=settings.aws_endpoint_url, store=store)
+    return queue, store
 
 
 def _warn_demo_key(settings: Settings) -> None:

@@ -204,3 +204,41 @@ def _up(url: str) -> bool:
         return httpx.get(url + "/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_deliveries_acked_just_before_sigkill_of_the_web_process_are_in_the_queue(tmp_path: Path) -> None:
+    port = free_port()
+    env = cli_env(tmp_path, PORT=str(port))
+    web = labelhook("serve", env=env, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _up(url), timeout=20, what="labelhook serve up")
+    acked: list[str] = []
+    killed = False
+
+    async def hammer() -> None:
+        nonlocal killed
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=url, timeout=5, limits=limits) as client:
+
+            async def one(i: int) -> None:
+                nonlocal killed
+                body = callback_body(f"k{i}")
+                try:
+                    response = await client.post("/hooks/acme", content=body, headers=sign(body, f"k-{i}"))
+                except httpx.HTTPError:
+                    return  # in flight when the process died: not acked, the vendor would retry
+                if response.status_code == 202:
+                    acked.append(f"acme:k-{i}")
+                    if len(acked) == 200 and not killed:
+                        killed = True
+                        web.send_signal(signal.SIGKILL)  # right after an ack, with ~30 more in flight
+
+            await asyncio.gather(*(one(i) for i in range(600)))
+
+    asyncio.run(hammer())
+    web.wait(10)
+    assert killed and len(acked) >= 200
+    stored = queue_rows(tmp_path / "queue.db")
+    missing = [key for key in acked if key not in stored]
+    assert not missing, f"{len(missing)} acked deliveries lost"
+    assert len(stored) >= len(acked)  # a few may be durable without their 202 having reached us

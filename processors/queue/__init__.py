@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from processors.queue.base import (
     DeliveryRecord,
     Enqueued,
@@ -11,14 +13,31 @@ from processors.queue.base import (
     RetryPolicy,
 )
 
+if TYPE_CHECKING:
+    from processors.store.base import Store
+
 __all__ = ["DeliveryRecord", "Enqueued", "Lease", "Queue", "QueueUnavailable", "RetryPolicy", "open_queue"]
 
 
-def open_queue(url: str, policy: RetryPolicy | None = None) -> Queue:
-    """`sqlite:///relative/or//absolute/path.db` (or `sqlite://:memory:`), later `sqs://name`."""
+def open_queue(
+    url: str,
+    policy: RetryPolicy | None = None,
+    *,
+    endpoint_url: str | None = None,
+    store: Store | None = None,
+) -> Queue:
+    """`sqlite:///relative/or//absolute/path.db` (or `sqlite://:memory:`), `sqs://NAME`, `sqs+https://…`.
+
+    For SQS, ``endpoint_url`` is passed to boto3 (moto in tests) and ``store`` receives bodies too large
+    for an SQS message; web and worker must be given the same store.
+    """
     scheme = url.split(":", 1)[0]
     if scheme == "sqlite":
         from processors.queue.sqlite import SQLiteQueue
 
         return SQLiteQueue.from_url(url, policy)
+    if scheme in ("sqs", "sqs+https", "sqs+http"):
+        from processors.queue.sqs import SQSQueue
+
+        return SQSQueue.from_url(url, policy, endpoint_url=endpoint_url, store=store)
     raise ValueError(f"no queue backend for scheme {scheme!r}")

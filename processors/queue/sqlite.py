@@ -1,10 +1,9 @@
 """The default queue: one SQLite file in WAL mode, leases by visibility deadline, group commit.
 
-Every statement runs on one writer thread that owns the connection. The thread takes whatever
-operations are waiting, runs them in one transaction and commits once (`synchronous=FULL`: the WAL is
-fsynced before the commit returns), then wakes each caller. Under load, hundreds of concurrent
-`enqueue` calls share one fsync instead of queueing for the write lock one by one; at rest a single
-enqueue pays exactly one commit. Nothing is acknowledged to a caller before its commit returned.
+Statements are batched by `GroupCommit` (see its module for why they run on the event loop): a burst
+of concurrent enqueues shares one transaction and one fsync, and nothing is acknowledged before its
+commit returned. Leases mirror SQS: a claim makes a row invisible until ``visible_at``; a receipt
+token per claim makes an expired holder's ack a no-op.
 """
 
 from __future__ import annotations
@@ -12,13 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import queue as stdlib_queue
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from processors.delivery import Delivery
@@ -30,30 +26,11 @@ from processors.queue.base import (
     QueueUnavailable,
     RetryPolicy,
 )
+from processors.queue.group_commit import GroupCommit, connect
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    id          TEXT PRIMARY KEY,
-    dedupe_key  TEXT NOT NULL UNIQUE,
-    source      TEXT NOT NULL,
-    vendor      TEXT NOT NULL,
-    job_id      TEXT NOT NULL,
-    payload     BLOB NOT NULL,
-    status      TEXT NOT NULL,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    visible_at  REAL NOT NULL,
-    receipt     TEXT,
-    last_error  TEXT,
-    received_at REAL NOT NULL,
-    updated_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (visible_at)
-    WHERE status IN ('queued', 'leased');
-CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (status, updated_at);
-"""
 
 _RECORD_COLUMNS = "id, source, vendor, job_id, status, attempts, received_at, updated_at, last_error"
 _MAX_BATCH = 1024
@@ -63,92 +40,6 @@ def _record(row: Sequence[Any]) -> DeliveryRecord:
     return DeliveryRecord(*row)
 
 
-class _Writer(threading.Thread):
-    """Owns the connection; runs queued operations in shared transactions (group commit)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(name="labelhook-sqlite-writer", daemon=True)
-        self.path = path
-        self.ops: stdlib_queue.SimpleQueue[tuple[Op, asyncio.Future[Any]] | None] = stdlib_queue.SimpleQueue()
-        self.ready = threading.Event()
-        self.startup_error: BaseException | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: the WAL is fsynced at every commit, so an acked delivery survives power loss too.
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.executescript(_SCHEMA)
-        return conn
-
-    def run(self) -> None:
-        try:
-            conn = self._connect()
-        except BaseException as exc:  # reported to the opener, which raises it
-            self.startup_error = exc
-            self.ready.set()
-            return
-        self.ready.set()
-        try:
-            while True:
-                first = self.ops.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < _MAX_BATCH:
-                    try:
-                        item = self.ops.get_nowait()
-                    except stdlib_queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-                self._run_batch(conn, batch)
-                if stop:
-                    return
-        finally:
-            conn.close()
-
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for op, _ in batch:
-                # A savepoint per operation: one failing operation must not undo its neighbours.
-                conn.execute("SAVEPOINT op")
-                try:
-                    outcomes.append((True, op(conn)))
-                    conn.execute("RELEASE op")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((False, exc))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            error = QueueUnavailable(f"sqlite: {exc}")
-            outcomes = [(False, error)] * len(batch)
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    elif isinstance(value, sqlite3.Error):
-        future.set_exception(QueueUnavailable(f"sqlite: {value}"))
-    else:
-        future.set_exception(value)
-
-
 class SQLiteQueue(Queue):
     """Queue in one SQLite file; safe for several processes on one host (web + worker)."""
 
@@ -156,11 +47,10 @@ class SQLiteQueue(Queue):
         super().__init__(policy)
         self.path = path
         self.poll_seconds = poll_seconds
-        self._writer = _Writer(path)
-        self._writer.start()
-        self._writer.ready.wait()
-        if self._writer.startup_error is not None:
-            raise QueueUnavailable(f"cannot open {path}: {self._writer.startup_error}")
+        try:
+            self._commits = GroupCommit(connect(path))
+        except (OSError, sqlite3.Error) as exc:
+            raise QueueUnavailable(f"cannot open {path}: {exc}") from exc
         self._wakeup: asyncio.Event | None = None
         self._closed = False
 
@@ -174,42 +64,29 @@ class SQLiteQueue(Queue):
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise QueueUnavailable("queue is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writer.ops.put((op, future))
-        return await future
+        result: T = await self._commits.run(op)
+        return result
 
     def _notify(self) -> None:
         if self._wakeup is not None:
             self._wakeup.set()
 
     async def enqueue(self, delivery: Delivery) -> Enqueued:
-        payload = delivery.to_json()
-
-        def op(conn: sqlite3.Connection) -> Enqueued:
-            now = time.time()
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO deliveries (id, dedupe_key, source, vendor, job_id, payload, status,"
-                " attempts, visible_at, received_at, updated_at) VALUES (?,?,?,?,?,?,'queued',0,?,?,?)",
-                (
-                    delivery.id,
-                    delivery.dedupe_key,
-                    delivery.source,
-                    delivery.vendor,
-                    delivery.job_id,
-                    payload,
-                    now,
-                    delivery.received_at,
-                    now,
-                ),
-            )
-            if cur.rowcount == 0:
-                row = conn.execute(
-                    "SELECT id FROM deliveries WHERE dedupe_key = ?", (delivery.dedupe_key,)
-                ).fetchone()
-                return Enqueued(row[0], duplicate=True)
-            return Enqueued(delivery.id, duplicate=False)
-
-        result = await self._run(op)
+        if self._closed:
+            raise QueueUnavailable("queue is closed")
+        now = time.time()
+        row = (
+            delivery.id,
+            delivery.dedupe_key,
+            delivery.source,
+            delivery.vendor,
+            delivery.job_id,
+            delivery.to_json(),
+            now,
+            delivery.received_at,
+            now,
+        )
+        result = await self._commits.enqueue(row)
         if not result.duplicate:
             self._notify()
         return result
@@ -328,5 +205,4 @@ class SQLiteQueue(Queue):
         if self._closed:
             return
         self._closed = True
-        self._writer.ops.put(None)
-        await asyncio.to_thread(self._writer.join, 10.0)
+        self._commits.close()

@@ -48,6 +48,15 @@ class Store(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create ``key`` with ``data`` only if absent; True if this call created it.
+
+        Atomic across processes and machines sharing the store: of any number of concurrent calls for one
+        key, exactly one returns True. A reader never sees a partial object. This is the primitive for
+        claim markers (exactly-once processing over an at-least-once queue).
+        """
+
+    @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (recursive), sorted."""
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from processors.store.base import Store, StoreError
 
 _MULTIPART_THRESHOLD = 16 * 1024 * 1024
+_CONFLICT_RETRIES = 2
 # Codes that no retry can fix; everything else (5xx, throttling, network) is worth another attempt.
 _PERMANENT_CODES = {
     "AccessDenied",
@@ -63,6 +64,9 @@ class S3Store(Store):
         return cls(parts.netloc, parts.path, endpoint_url=endpoint_url)
 
     def _key(self, key: str) -> str:
+        # The same keys as LocalStore accepts, so a layout never depends on the backend.
+        if not key.strip("/") or any(p in (".", "..") for p in key.split("/")):
+            raise StoreError(f"invalid key {key!r}", retryable=False)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -83,6 +87,30 @@ class S3Store(Store):
             self.client.upload_fileobj(
                 stream, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type}, Config=config
             )
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        # S3 conditional write: the bucket decides atomically, so this holds across machines. 412 means
+        # the object exists. 409 ConditionalRequestConflict means a conflicting operation (a delete, say)
+        # was in flight and the outcome is unknown; AWS says to retry, and the retry answers 200 or 412.
+        conflicts = 0
+        while True:
+            try:
+                with _translate(f"create {key}"):
+                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+                return True
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, ClientError):
+                    raise
+                response = exc.__cause__.response
+                code = response.get("Error", {}).get("Code")
+                status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 412 or code == "PreconditionFailed":
+                    return False
+                conflicts += 1
+                if code != "ConditionalRequestConflict" or conflicts > _CONFLICT_RETRIES:
+                    raise
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import ClientError
@@ -108,7 +136,9 @@ class S3Store(Store):
         return True
 
     def list(self, prefix: str) -> list[str]:
-        full = self._key(prefix.strip("/")) + "/"
+        relative = prefix.strip("/")
+        full = "/".join(p for p in (self.prefix, relative) if p)
+        full = full + "/" if full else ""
         keys: list[str] = []
         strip: Callable[[str], str] = (lambda k: k[len(self.prefix) + 1 :]) if self.prefix else (lambda k: k)
         with _translate(f"list {prefix}"):
@@ -119,8 +149,11 @@ class S3Store(Store):
         return sorted(keys)
 
     def ping(self) -> None:
-        with _translate("head bucket"):
-            self.client.head_bucket(Bucket=self.bucket)
+        # A one-key listing inside the prefix, not HeadBucket: an IAM policy that scopes s3:ListBucket to
+        # the prefix (infra/template.yaml) allows this but denies HeadBucket.
+        with _translate("list bucket"):
+            prefix = f"{self.prefix}/" if self.prefix else ""
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

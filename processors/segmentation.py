@@ -1,0 +1,221 @@
+"""Job-level segmentation output: vendor result + mask frames → masks/, labelmap.json, annotations.json.
+
+Used by the vendor processors (frames streamed from the store, one at a time, so a long video needs
+the memory of one frame) and by ``labelhook decode`` (one local PNG, written only if it all worked).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from processors.errors import Permanent
+from processors.masks import (
+    FrameMasks,
+    Labelmap,
+    build_labelmap,
+    decode_frame,
+    encode_instances_png,
+    encode_semantic_png,
+    read_rgba,
+)
+
+Writer = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class SegmentationSummary:
+    """What a manifest or dashboard shows about one job's masks."""
+
+    frames: int
+    annotations: int
+    warnings: dict[str, Any]
+    class_areas: list[dict[str, Any]]  # [{"id", "name", "area"}] for every labelmap entry, id 0 first
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "annotations": self.annotations,
+            "warnings": self.warnings,
+            "class_areas": self.class_areas,
+        }
+
+
+def process_segmentation(
+    result: Any, frames: Iterable[tuple[int, bytes]], write: Writer, *, max_pixels: int
+) -> SegmentationSummary:
+    """Decode every frame and write the job's mask outputs through ``write(key, data)``.
+
+    Per frame: ``masks/<frame>/semantic.png`` and ``masks/<frame>/instances.png``, as soon as the
+    frame is decoded; then ``labelmap.json`` and ``annotations.json``. Output bytes depend only on
+    the inputs, so a re-run writes identical files. Raises Permanent on a malformed result object,
+    an undecodable or oversized frame, or a repeated frame index.
+    """
+    labelmap = build_labelmap(*_legend_and_instances(result))
+    job = _JobAnnotations(labelmap)
+    for frame_index, data in frames:
+        if not isinstance(frame_index, int) or frame_index < 0:
+            raise Permanent(f"frame index {frame_index!r} is not a non-negative integer")
+        if frame_index in job.frame_indices:
+            raise Permanent(f"frame {frame_index} appears twice")
+        try:
+            masks = decode_frame(read_rgba(data, max_pixels=max_pixels), labelmap)
+        except Permanent as exc:
+            raise Permanent(f"frame {frame_index}: {exc.reason}") from exc
+        write(f"masks/{frame_index}/semantic.png", encode_semantic_png(masks.semantic, labelmap))
+        write(f"masks/{frame_index}/instances.png", encode_instances_png(masks.instances))
+        job.add(frame_index, masks)
+    if not job.frame_indices:
+        raise Permanent("segmentation result has no mask frames")
+    write("labelmap.json", _dump([entry.as_json() for entry in labelmap.classes]))
+    write("annotations.json", _dump(job.coco()))
+    return job.summary()
+
+
+def _legend_and_instances(result: Any) -> tuple[Mapping[str, Any], list[Mapping[str, Any]] | None]:
+    if not isinstance(result, Mapping):
+        raise Permanent("segmentation result is not a JSON object")
+    legend = result.get("legend")
+    if not isinstance(legend, Mapping):
+        raise Permanent("segmentation result has no legend object")
+    instances = result.get("instances")
+    if instances is not None and not isinstance(instances, list):
+        raise Permanent("segmentation result instances is not a list")
+    return legend, instances
+
+
+class _JobAnnotations:
+    """COCO records and warnings accumulated frame by frame (no pixel data kept)."""
+
+    def __init__(self, labelmap: Labelmap) -> None:
+        self.labelmap = labelmap
+        self.frame_indices: set[int] = set()
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+        self.unknown_colors: dict[str, int] = {}
+        self.seen_segments: set[int] = set()
+        self.class_areas = [0] * len(labelmap.classes)
+
+    def add(self, frame_index: int, masks: FrameMasks) -> None:
+        self.frame_indices.add(frame_index)
+        image_id = len(self.images) + 1
+        self.images.append(
+            {
+                "id": image_id,
+                "file_name": f"masks/{frame_index}/semantic.png",
+                "width": masks.width,
+                "height": masks.height,
+                "frame_index": frame_index,
+            }
+        )
+        labelled = 0
+        for found in masks.segments:
+            segment = found.segment
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": segment.label_id,
+                    "iscrowd": 0,
+                    "segmentation": {"size": [masks.height, masks.width], "counts": found.counts},
+                    "area": found.area,
+                    "bbox": list(found.bbox),
+                    "color": segment.color,
+                    "instance_id": segment.instance_id,
+                    "instance_number": segment.number,
+                    "attributes": segment.attributes,
+                }
+            )
+            self.seen_segments.add(segment.number)
+            self.class_areas[segment.label_id] += found.area
+            labelled += found.area
+        self.class_areas[0] += masks.width * masks.height - labelled
+        for colour, count in masks.unknown_colors.items():
+            self.unknown_colors[colour] = self.unknown_colors.get(colour, 0) + count
+
+    def warnings(self) -> dict[str, Any]:
+        return {
+            "unknown_colors": dict(sorted(self.unknown_colors.items())),
+            "invalid_legend_keys": list(self.labelmap.invalid_legend_keys),
+            # For a video, "empty" means absent from every frame: leaving the view is not a problem.
+            "empty_instances": [
+                s.color for s in self.labelmap.segments if s.number not in self.seen_segments
+            ],
+        }
+
+    def coco(self) -> dict[str, Any]:
+        categories = [entry.as_json() for entry in self.labelmap.classes[1:]]
+        return {
+            "images": self.images,
+            "categories": categories,
+            "annotations": self.annotations,
+            "warnings": self.warnings(),
+        }
+
+    def summary(self) -> SegmentationSummary:
+        areas = [
+            {"id": entry.id, "name": entry.name, "area": area}
+            for entry, area in zip(self.labelmap.classes, self.class_areas, strict=True)
+        ]
+        return SegmentationSummary(len(self.images), len(self.annotations), self.warnings(), areas)
+
+
+def _dump(document: Any) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def decode_command(mask_path: str, result_path: str, out_dir: str, *, max_pixels: int) -> int:
+    """``labelhook decode MASK.png --result RESULT.json --out DIR``; returns the exit status.
+
+    Writes ``masks/0/…``, ``labelmap.json`` and ``annotations.json`` under ``out_dir`` only after
+    everything decoded; on a bad input nothing is written, one line goes to stderr and 2 is returned.
+    """
+    try:
+        files = _decode_in_memory(mask_path, result_path, max_pixels)
+        _write_all(Path(out_dir), files)
+    except Permanent as exc:
+        print(f"labelhook decode: {exc.reason}".replace("\n", " "), file=sys.stderr)
+        return 2
+    print(f"labelhook decode: wrote {len(files)} files to {out_dir}")
+    return 0
+
+
+def _decode_in_memory(mask_path: str, result_path: str, max_pixels: int) -> dict[str, bytes]:
+    try:
+        mask = Path(mask_path).read_bytes()
+    except OSError as exc:
+        raise Permanent(f"cannot read mask {mask_path}: {exc.strerror or exc}") from exc
+    try:
+        result = json.loads(Path(result_path).read_bytes())
+    except OSError as exc:
+        raise Permanent(f"cannot read result {result_path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise Permanent(f"result {result_path} is not valid JSON: {exc}") from exc
+    files: dict[str, bytes] = {}
+    try:
+        process_segmentation(result, [(0, mask)], files.__setitem__, max_pixels=max_pixels)
+    except Permanent as exc:
+        raise Permanent(f"{mask_path}: {exc.reason}") from exc
+    return files
+
+
+def _write_all(out_dir: Path, files: Mapping[str, bytes]) -> None:
+    """Each file via a temporary sibling and rename, so no reader sees a half-written file."""
+    try:
+        for key, data in files.items():
+            target = out_dir / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            try:
+                temporary.write_bytes(data)
+                os.replace(temporary, target)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+    except OSError as exc:
+        raise Permanent(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
