@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -20,8 +22,9 @@ from typing import Any, TypeVar
 from processors.config import Settings
 from processors.delivery import Delivery
 from processors.errors import Permanent, Retryable
+from processors.jobs import JobBook
 from processors.queue import Lease, Queue, QueueUnavailable
-from processors.store import JobWriter, Store, StoreError
+from processors.store import JobWriter, Store, StoreError, dump_json
 from processors.vendors import KNOWN_VENDORS
 from processors.vendors.base import Processor
 
@@ -71,6 +74,7 @@ class Worker:
         self.store = store
         self.drain_seconds = drain_seconds
         self._processors: dict[str, Processor] = dict(processors or {})
+        self.jobs = JobBook(store)
         self._stopping = threading.Event()
         self._wake: asyncio.Event | None = None
         self.processed = 0
@@ -192,12 +196,22 @@ class Worker:
         finally:
             heartbeat.cancel()
 
-    def process(self, delivery: Delivery) -> dict[str, Any]:
-        """Run the processor for ``delivery`` and write its manifest; blocking, raises Retryable/Permanent."""
-        out = JobWriter(self.store, delivery.output_prefix)
+    def process(self, delivery: Delivery) -> dict[str, Any] | None:
+        """Run the processor for ``delivery`` and write its manifest; blocking, raises Retryable/Permanent.
+
+        Returns the manifest, or None when nothing was written (a progress-only delivery, or a
+        duplicate whose dedupe key another delivery already owns).
+        """
         try:
+            if delivery.kind == "state":
+                # Progress report (a vendor state that is not final): record it, nothing to fetch.
+                self._note_job(delivery, str(delivery.meta.get("job_state", "open")), output=None)
+                return None
+            if not self.queue.dedupes_on_enqueue and not self._claim(delivery):
+                return None
+            out = JobWriter(self.store, delivery.output_prefix)
             extra = self.processor_for(delivery.source).process(delivery, out)
-            return out.finish(
+            manifest = out.finish(
                 {
                     "vendor": delivery.vendor,
                     "source": delivery.source,
@@ -211,5 +225,49 @@ class Worker:
                     **extra,
                 }
             )
+            self._note_job(delivery, "completed", output=self.store.describe().rstrip("/") + "/" + out.prefix)
+            return manifest
         except StoreError as exc:
             raise (Retryable(exc.reason) if exc.retryable else Permanent(exc.reason)) from exc
+
+    def _note_job(self, delivery: Delivery, state: str, output: str | None) -> None:
+        self.jobs.note(
+            source=delivery.source,
+            vendor=delivery.vendor,
+            job_id=delivery.job_id,
+            project=delivery.project,
+            state=state,
+            vendor_state=delivery.state,
+            delivery_id=delivery.id,
+            output=output,
+            at=delivery.received_at,
+        )
+
+    def _claim(self, delivery: Delivery) -> bool:
+        """Own ``delivery.dedupe_key`` in the store, or find the delivery that owns it.
+
+        The queue cannot tell duplicates apart (SQS delivers at least once, and two callbacks for one
+        job arrive as two messages), so the first delivery to create `_claims/<sha256(key)>` owns the
+        job's output. Its own redeliveries (retry, lease expiry, replay) carry the same delivery id
+        and go on; any other delivery with the key is a duplicate and is acknowledged unprocessed. A
+        worker that dies after claiming loses nothing: the owner's message comes back (or sits in the
+        dead letters, replayable) with the same id.
+        """
+        key = f"_claims/{hashlib.sha256(delivery.dedupe_key.encode()).hexdigest()}"
+        marker = dump_json({"delivery_id": delivery.id, "dedupe_key": delivery.dedupe_key})
+        if self.store.create_exclusive(key, marker):
+            return True
+        owner = json.loads(self.store.get(key)).get("delivery_id")
+        if owner == delivery.id:
+            return True
+        log.info(
+            "duplicate",
+            extra={
+                "delivery_id": delivery.id,
+                "source": delivery.source,
+                "job": delivery.job_id,
+                "duplicate_of": owner,
+                "outcome": "duplicate",
+            },
+        )
+        return False

@@ -77,6 +77,10 @@ class RetryPolicy:
 class Queue(ABC):
     """A durable, at-least-once delivery queue with leases, retries and dead letters."""
 
+    #: True when `enqueue` itself rejects a second delivery with the same dedupe key (SQLite's unique
+    #: index). When False (SQS), the worker claims each dedupe key in the store before processing.
+    dedupes_on_enqueue = True
+
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.policy = policy or RetryPolicy()
 

@@ -93,6 +93,8 @@ class SQSQueue(Queue):
     ``offload_threshold`` bytes go; without one, enqueueing such a delivery raises `QueueUnavailable`.
     """
 
+    dedupes_on_enqueue = False
+
     def __init__(
         self,
         client: Any,

@@ -1,16 +1,48 @@
-"""`Processor`: the worker-side half of a vendor adapter — turn one delivery into an output set."""
+"""`Processor`: the worker-side half of a vendor adapter — turn one delivery into an output set.
+
+A vendor may also create jobs (`labelhook submit`) and report a job's state on request (`labelhook
+poll`, the poller in `work`/`run`); those are optional capabilities with the same client and config.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from processors.errors import Permanent
 
 if TYPE_CHECKING:
     import httpx
 
     from processors.config import Settings, SourceConfig
     from processors.delivery import Delivery
+    from processors.jobs import JobRecord
     from processors.store import JobWriter
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A job the vendor accepted: its id, the project it belongs to, and the vendor's first state."""
+
+    job_id: str
+    project: str
+    vendor_state: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """A job's state as the vendor reports it.
+
+    ``state`` is labelhook's view: ``"open"``, ``"completed"`` (enqueue it for processing, once) or
+    ``"failed"`` (record ``reason``). ``body`` is what the processor will read as the delivery body.
+    """
+
+    state: str
+    vendor_state: str
+    reason: str | None = None
+    body: bytes = b"{}"
 
 
 class Processor(ABC):
@@ -21,6 +53,9 @@ class Processor(ABC):
     manifest after `process` returns, so a crash half-way leaves no manifest behind.
     """
 
+    #: The callback URL needs the source's token in its query (the vendor cannot sign its callbacks).
+    callback_token_in_url = False
+
     def __init__(self, source: SourceConfig, settings: Settings, *, http: httpx.Client | None = None) -> None:
         self.source = source
         self.settings = settings
@@ -29,3 +64,15 @@ class Processor(ABC):
     @abstractmethod
     def process(self, delivery: Delivery, out: JobWriter) -> dict[str, Any]:
         """Write the job's files; return extra manifest fields (JSON-serialisable, deterministic)."""
+
+    def submit(self, payload: Any, callback_url: str | None) -> list[Submitted]:
+        """Create job(s) at the vendor from a user's INPUT.json; blocking."""
+        raise Permanent(f"vendor {self.source.vendor!r} does not support submit")
+
+    def poll(self, job: JobRecord) -> PollResult:
+        """Ask the vendor for one job's state; blocking; Retryable on 429/5xx/network."""
+        raise Permanent(f"vendor {self.source.vendor!r} does not support polling")
+
+    @property
+    def can_poll(self) -> bool:
+        return type(self).poll is not Processor.poll
