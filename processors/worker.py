@@ -105,6 +105,7 @@ class Worker:
         """Claim and process until stopped; then drain, release leftovers and return."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        pollers = [asyncio.create_task(self._poll(name)) for name in self.polled_sources()]
         in_flight: set[asyncio.Task[None]] = set()
         concurrency = self.settings.worker_concurrency
         while not self.stopping:
@@ -127,7 +128,30 @@ class Worker:
                 task = asyncio.create_task(self._handle(lease))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
+        for poller in pollers:
+            poller.cancel()
         await self._drain(in_flight)
+
+    def polled_sources(self) -> list[str]:
+        """Sources whose open jobs this worker polls: vendors without callbacks, or POLL=1."""
+        names = []
+        for name, source in self.settings.sources.items():
+            default = KNOWN_VENDORS[source.vendor].polls
+            if source.options.get("poll", "1" if default else "0").lower() in ("1", "true", "yes", "on"):
+                names.append(name)
+        return names
+
+    async def _poll(self, source_name: str) -> None:
+        from processors.polling import poll_forever
+
+        await poll_forever(
+            self.settings,
+            source_name,
+            self.processor_for(source_name),
+            self.queue,
+            self.jobs,
+            stopping=lambda: self.stopping,
+        )
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None

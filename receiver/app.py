@@ -79,6 +79,7 @@ def create_app(
             body=body,
             received_at=now,
             state=callback.state,
+            kind=callback.kind,
             meta=callback.meta,
         )
         try:

@@ -206,6 +206,127 @@ def _dead(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def _processor(settings: Settings, name: str) -> Any:
+    from processors.vendors import KNOWN_VENDORS
+
+    source = settings.source(name)
+    if source is None:
+        raise SystemExit(f"labelhook: no source named {name!r} (configured: {', '.join(settings.sources)})")
+    return KNOWN_VENDORS[source.vendor].processor_class()(source, settings)
+
+
+def _submit(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.errors import ProcessingError
+    from processors.jobs import JobBook
+    from processors.store import open_store
+    from receiver.progress import Progress
+
+    processor = _processor(settings, args.source)
+    try:
+        with open(args.input, "rb") as handle:
+            payload = json.load(handle)
+    except (OSError, ValueError) as exc:
+        print(f"labelhook: cannot read {args.input}: {exc}", file=sys.stderr)
+        return 2
+    callback_url = processor.callback_url()
+    if callback_url is None:
+        log.warning("LABELHOOK_PUBLIC_URL is unset: the vendor gets no callback URL; run `labelhook poll`")
+    try:
+        submitted = processor.submit(payload, callback_url)
+    except ProcessingError as exc:
+        print(f"labelhook: submit failed: {exc.reason}", file=sys.stderr)
+        return 2
+    book = JobBook(open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url))
+    source = processor.source
+    with Progress(len(submitted), "recording") as bar:
+        for job in submitted:
+            book.note(
+                source=source.name,
+                vendor=source.vendor,
+                job_id=job.job_id,
+                project=job.project,
+                state="open",
+                vendor_state=job.vendor_state,
+                meta=job.meta,
+            )
+            bar.advance(job.job_id)
+    _print_rows(
+        [{"job": j.job_id, "project": j.project, "vendor_state": j.vendor_state} for j in submitted],
+        args.json,
+    )
+    return 0
+
+
+def _poll(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.jobs import JobBook
+    from processors.polling import poll_source
+    from receiver.progress import Progress
+
+    processor = _processor(settings, args.source)
+    if not processor.can_poll:
+        print(f"labelhook: vendor {processor.source.vendor!r} cannot be polled", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        queue, store = _open(settings)
+        book = JobBook(store)
+        try:
+            todo = [j for j in book.list(args.source) if j.open and not j.enqueued]
+            with Progress(len(todo), f"polling {args.source}") as bar:
+                summary = await poll_source(
+                    settings, args.source, processor, queue, book, on_job=lambda job: bar.advance(job.job_id)
+                )
+        finally:
+            await queue.close()
+        result = {
+            "checked": summary.checked,
+            "open": summary.still_open,
+            "enqueued": summary.enqueued,
+            "failed": summary.failed,
+            "stuck": summary.stuck,
+            "errors": summary.errors,
+        }
+        print(
+            json.dumps(result)
+            if args.json
+            else f"checked {summary.checked}: {summary.enqueued} enqueued, {summary.still_open} still open, "
+            f"{summary.failed} failed, {len(summary.stuck)} past deadline, {len(summary.errors)} errors"
+        )
+        for error in summary.errors:
+            if not args.json:
+                print(f"  error: {error}")
+        return 1 if summary.errors else 0
+
+    return asyncio.run(main())
+
+
+def _jobs(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.jobs import JobBook
+    from processors.store import open_store
+
+    book = JobBook(open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url))
+    records = book.list(args.source)
+    if args.json:
+        print(json.dumps([r.to_json() for r in records], indent=2))
+        return 0
+    _print_rows(
+        [
+            {
+                "source": r.source,
+                "job": r.job_id,
+                "state": r.state,
+                "vendor_state": r.vendor_state or "",
+                "last_delivery": r.last_delivery or "",
+                "output": r.output or "",
+                "reason": r.reason or "",
+            }
+            for r in records
+        ],
+        False,
+    )
+    return 0
+
+
 def _decode(settings: Settings, args: argparse.Namespace) -> int:
     from processors.segmentation import decode_command
 
@@ -235,6 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay = dead_sub.add_parser("replay", help="re-queue dead letters")
     replay.add_argument("ids", nargs="*")
     replay.add_argument("--all", action="store_true")
+    submit = sub.add_parser("submit", help="create a job at the vendor and record it")
+    submit.add_argument("source")
+    submit.add_argument("input", help="INPUT.json: the job(s) in the vendor's create-job shape")
+    submit.add_argument("--json", action="store_true")
+    poll = sub.add_parser("poll", help="poll a source's open jobs once; enqueue the finished ones")
+    poll.add_argument("source")
+    poll.add_argument("--json", action="store_true")
+    jobs = sub.add_parser("jobs", help="known jobs: state, last delivery, output location")
+    jobs.add_argument("--source", default=None)
+    jobs.add_argument("--json", action="store_true")
     decode = sub.add_parser("decode", help="decode one vendor mask offline")
     decode.add_argument("mask")
     decode.add_argument("--result", required=True, help="the vendor result JSON (legend, instances)")
@@ -266,4 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dead(settings, args)
     if args.command == "decode":
         return _decode(settings, args)
+    if args.command == "submit":
+        return _submit(settings, args)
+    if args.command == "poll":
+        return _poll(settings, args)
+    if args.command == "jobs":
+        return _jobs(settings, args)
     return 2

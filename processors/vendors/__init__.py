@@ -29,6 +29,9 @@ class VendorInfo:
     verification: str
     processor_path: str
     needs_secret: bool = True
+    #: Poll this vendor's open jobs from `work`/`run` by default (vendors without callbacks);
+    #: any source can turn it on or off with LABELHOOK_<SOURCE>_POLL=1/0.
+    polls: bool = False
     check: Callable[[SourceConfig], str | None] = lambda source: None
 
     def processor_class(self) -> type[Processor]:

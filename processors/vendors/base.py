@@ -6,6 +6,7 @@ poll`, the poller in `work`/`run`); those are optional capabilities with the sam
 
 from __future__ import annotations
 
+import urllib.parse
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -13,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 from processors.errors import Permanent
 
 if TYPE_CHECKING:
-    import httpx
-
     from processors.config import Settings, SourceConfig
     from processors.delivery import Delivery
+    from processors.fetch import Fetcher
     from processors.jobs import JobRecord
     from processors.store import JobWriter
 
@@ -56,17 +56,39 @@ class Processor(ABC):
     #: The callback URL needs the source's token in its query (the vendor cannot sign its callbacks).
     callback_token_in_url = False
 
-    def __init__(self, source: SourceConfig, settings: Settings, *, http: httpx.Client | None = None) -> None:
+    def __init__(self, source: SourceConfig, settings: Settings, *, fetcher: Fetcher | None = None) -> None:
         self.source = source
         self.settings = settings
-        self.http = http
+        self._fetcher = fetcher
+
+    @property
+    def fetcher(self) -> Fetcher:
+        """The SSRF-guarded HTTP client every vendor fetch goes through (built on first use)."""
+        if self._fetcher is None:
+            from processors.fetch import Fetcher
+
+            self._fetcher = Fetcher.from_settings(self.settings)
+        return self._fetcher
+
+    def callback_url(self) -> str | None:
+        """`LABELHOOK_PUBLIC_URL/hooks/<source>`, plus `?token=` where the vendor cannot sign callbacks."""
+        if not self.settings.public_url:
+            return None
+        url = f"{self.settings.public_url}/hooks/{self.source.name}"
+        if self.callback_token_in_url and self.source.secrets:
+            url += "?token=" + urllib.parse.quote(self.source.secrets[0].reveal(), safe="")
+        return url
 
     @abstractmethod
     def process(self, delivery: Delivery, out: JobWriter) -> dict[str, Any]:
         """Write the job's files; return extra manifest fields (JSON-serialisable, deterministic)."""
 
     def submit(self, payload: Any, callback_url: str | None) -> list[Submitted]:
-        """Create job(s) at the vendor from a user's INPUT.json; blocking."""
+        """Create job(s) at the vendor from a user's INPUT.json; blocking.
+
+        ``callback_url`` is `callback_url()` (None without LABELHOOK_PUBLIC_URL: then the job can only
+        be polled). Validate ``payload`` before sending and raise `Permanent` naming the bad field.
+        """
         raise Permanent(f"vendor {self.source.vendor!r} does not support submit")
 
     def poll(self, job: JobRecord) -> PollResult:

@@ -29,12 +29,18 @@ class IncomingRequest:
 
 @dataclass(frozen=True)
 class Callback:
-    """A verified callback. ``enqueue`` False means acknowledge and record, but do not process."""
+    """A verified callback and what it means.
+
+    ``kind``: ``"callback"`` — the job is finished, process it; ``"state"`` — progress only: the worker
+    records ``state`` on the job (``meta["job_state"]`` is labelhook's view: open / failed / …) and
+    fetches nothing. ``enqueue`` False (a ping) means answer 200 and store nothing.
+    """
 
     dedupe_key: str
     job_id: str
     project: str
     state: str | None = None
+    kind: str = "callback"
     enqueue: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
 
