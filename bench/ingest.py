@@ -35,6 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+SERVER_PIN: list[str] = ["taskset", "-c", "0"]
 SECRET = "whsec_" + base64.b64encode(b"bench-secret-key-0123456789abcdef").decode()
 BODY = json.dumps({"type": "job.completed", "data": {"job_id": "bench", "pad": "x" * 1900}}).encode()
 
@@ -109,9 +110,7 @@ def run_wrk(url: str, seconds: int, workdir: Path, pid: int) -> dict[str, float]
 
 def start_bare(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     cmd = [
-        "taskset",
-        "-c",
-        "0",
+        *SERVER_PIN,
         sys.executable,
         "-m",
         "uvicorn",
@@ -146,7 +145,7 @@ def labelhook_env(workdir: Path, port: int) -> dict[str, str]:
 
 
 def start_labelhook(port: int, workdir: Path, command: str = "serve") -> subprocess.Popen[bytes]:
-    cmd = ["taskset", "-c", "0", sys.executable, "-m", "receiver", command]
+    cmd = [*SERVER_PIN, sys.executable, "-m", "receiver", command]
     return subprocess.Popen(
         cmd,
         cwd=workdir,
@@ -305,10 +304,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--unpinned-servers",
+        action="store_true",
+        help="let the servers' threads use both cores (wrk stays on CPU 1); default: both servers on CPU 0",
+    )
     args = parser.parse_args()
+    if args.unpinned_servers:
+        SERVER_PIN.clear()
     if not shutil.which("wrk") or not shutil.which("taskset"):
         raise SystemExit("bench/ingest.py needs wrk and taskset (apt-get install wrk util-linux)")
-    print(f"ingest: wrk -t1 -c32 -d{args.seconds}s, 2 KB signed POST, {args.rounds} alternating rounds")
+    placement = "servers unpinned" if args.unpinned_servers else "servers on CPU 0, wrk on CPU 1"
+    print(
+        f"ingest: wrk -t1 -c32 -d{args.seconds}s, 2 KB signed POST, {args.rounds} alternating rounds,"
+        f" {placement}"
+    )
     results = ingest(args.seconds, args.rounds)
     med = {
         name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}

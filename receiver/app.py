@@ -1,8 +1,8 @@
-"""`create_app`: the Starlette application — callback intake, health, readiness, schema.
+"""`create_app`: the application — callback intake in front, Starlette for health, readiness, schema.
 
-The intake path is the hot path and stays small: find the source, check the content type, read the
-(capped) body, let the vendor adapter verify it, enqueue durably, answer. Nothing slow happens before
-the ack; fetching and decoding are the worker's job.
+`receiver.intake.Intake` answers `POST /hooks/{source}` (the hot path: verify, enqueue durably, ack;
+nothing slow before the ack — fetching and decoding are the worker's job). Everything else is an
+ordinary Starlette app with one JSON error format; its lifespan hosts the worker in `labelhook run`.
 """
 
 from __future__ import annotations
@@ -20,26 +20,20 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from processors.config import Settings
-from processors.delivery import Delivery, new_delivery_id
 from processors.queue import Queue, QueueUnavailable
 from processors.store import Store, StoreError
 from processors.worker import VERSION, Worker
-from receiver.errors import NotFound, ReceiverError, Unavailable, UnsupportedMedia, error_response
+from receiver.errors import NotFound, ReceiverError, error_response
+from receiver.intake import Intake
 from receiver.middleware import BodyLimitMiddleware
 from receiver.openapi import openapi_schema
-from receiver.vendors import ADAPTERS, IncomingRequest, VendorAdapter
+from receiver.vendors import ADAPTERS, VendorAdapter
 
 log = logging.getLogger("labelhook.receiver")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
-
-
-def _is_json(content_type: str | None) -> bool:
-    if content_type is None:
-        return True  # absent: try to parse; the adapter answers 400 if it is not JSON
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def create_app(
@@ -51,45 +45,16 @@ def create_app(
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     clock: Callable[[], float] = time.time,
     close_on_shutdown: bool = True,
-) -> Starlette:
+) -> ASGIApp:
     """Build the app. ``worker`` (for `labelhook run`) and ``background`` tasks live in the lifespan."""
     adapters: dict[str, VendorAdapter] = {
         name: ADAPTERS[source.vendor](source) for name, source in settings.sources.items()
     }
 
-    async def receive_hook(request: Request) -> Response:
-        name = request.path_params["source"]
-        adapter = adapters.get(name)
-        if adapter is None:
-            raise NotFound(f"no source named {name!r}", code="unknown_source")
-        if not _is_json(request.headers.get("content-type")):
-            raise UnsupportedMedia("callbacks must be application/json")
-        body = await request.body()
-        now = clock()
-        callback = adapter.verify(IncomingRequest(request.headers, request.query_params, body), now)
-        if not callback.enqueue:
-            return JSONResponse({"delivery_id": None, "duplicate": False, "queued": False}, status_code=200)
-        delivery = Delivery(
-            id=new_delivery_id(),
-            source=name,
-            vendor=adapter.source.vendor,
-            dedupe_key=callback.dedupe_key,
-            job_id=callback.job_id,
-            project=callback.project,
-            body=body,
-            received_at=now,
-            state=callback.state,
-            kind=callback.kind,
-            meta=callback.meta,
-        )
-        try:
-            result = await queue.enqueue(delivery)
-        except QueueUnavailable as exc:
-            log.error("enqueue failed", extra={"source": name, "error": str(exc)})
-            raise Unavailable("queue unavailable; retry later", code="queue_unavailable") from exc
-        if result.duplicate:
-            return JSONResponse({"delivery_id": result.delivery_id, "duplicate": True}, status_code=200)
-        return JSONResponse({"delivery_id": result.delivery_id, "duplicate": False}, status_code=202)
+    async def post_only(request: Request) -> Response:
+        # POSTs to /hooks/… are taken by `Intake` before the router; the route exists so that other
+        # methods get the router's 405. Reaching this means the intake was bypassed.
+        raise NotFound("callbacks are handled by the intake", code="not_found")
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -148,9 +113,9 @@ def create_app(
             if close_on_shutdown:
                 await queue.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
-            Route("/hooks/{source}", receive_hook, methods=["POST"]),
+            Route("/hooks/{source}", post_only, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
@@ -163,3 +128,4 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    return Intake(app, adapters=adapters, queue=queue, max_body_bytes=settings.max_body_bytes, clock=clock)

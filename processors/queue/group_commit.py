@@ -1,22 +1,23 @@
 """Group commit for the SQLite queue: many callers, one transaction, one fsync.
 
-Statements run on the event loop thread itself. A caller's statement joins a pending batch and a
-flush is scheduled for the next turn of the loop; the flush runs the whole batch in one transaction
-and commits once (`synchronous=FULL`: the WAL is fsynced before COMMIT returns), then settles every
-caller's future. While a commit is on disk, new requests pile up in the sockets, so the next batch is
-bigger exactly when load is higher. At rest a single enqueue pays one commit.
+A caller's statement joins a pending batch; a flush runs the batch's statements on the event loop
+thread and hands only the COMMIT (`synchronous=FULL`: the WAL is fsynced before it returns) to one
+commit thread. While that commit is on disk, new requests are verified and pile up for the next
+batch, which starts the moment the commit returns — so batches grow with load and the loop never
+waits for the disk. Each caller's future is settled only after its own commit succeeded: nothing is
+acknowledged before it is durable. At rest a single enqueue pays one commit.
 
-Why not a writer thread: a thread that touches Python objects between SQLite calls fights the event
-loop for the GIL, and each hand-over can wait for the interpreter's 5 ms switch interval; measured,
-that capped ingest at a fifth of what the inline commit reaches (see bench/ingest.py). The price of
-inline commits is that the loop is blocked for the length of one commit (well under a millisecond on
-local disk); a lock held by another process is waited for at most `BUSY_TIMEOUT_MS`, then the batch
-fails with `QueueUnavailable` (the receiver answers 503 and the vendor retries).
+Why not run everything on a writer thread: a thread that touches Python objects between SQLite calls
+fights the event loop for the GIL at every statement; measured, that capped ingest at a fifth of this
+design (bench/ingest.py). Here the commit thread takes the GIL twice per batch. A lock held by another
+process (a separate `labelhook work`) is waited for at most `BUSY_TIMEOUT_MS` inside BEGIN on the loop,
+then the batch fails with `QueueUnavailable` (the receiver answers 503 and the vendor retries).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import sqlite3
 from collections.abc import Callable
@@ -93,12 +94,19 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 class GroupCommit:
-    """Batches statements from concurrent callers into shared transactions on the event loop."""
+    """Batches statements from concurrent callers into shared transactions, pipelined with the fsync.
+
+    The statements of a batch run on the event loop (cheap CPU work, no GIL hand-offs); only the
+    COMMIT — the fsync, which releases the GIL — runs on a dedicated thread. While it is on disk the
+    loop keeps verifying and collecting the next batch, which starts as soon as the commit returns.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._pending: list[_Enqueue | _Op] = []
         self._scheduled: asyncio.Handle | None = None
+        self._committing: concurrent.futures.Future[None] | None = None
+        self._committer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labelhook-commit")
 
     def enqueue(self, row: tuple[Any, ...]) -> asyncio.Future[Enqueued]:
         """Insert a delivery row unless its dedupe key exists; the future says which."""
@@ -114,21 +122,82 @@ class GroupCommit:
 
     def _add(self, item: _Enqueue | _Op) -> None:
         self._pending.append(item)
-        if self._scheduled is None:
+        if self._scheduled is None and self._committing is None:
             self._scheduled = item.future.get_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        batch, self._pending, self._scheduled = self._pending, [], None
-        _settle_all(self._run_batch(self.conn, batch))
+        self._scheduled = None
+        if self._committing is not None or not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        outcomes = self._execute(self.conn, batch)
+        if outcomes is None:  # the batch failed before COMMIT; every caller has its error already
+            self._kick(batch[0].future.get_loop())
+            return
+        loop = batch[0].future.get_loop()
+        self._committing = self._committer.submit(self._commit)
+
+        def back_on_loop(done: concurrent.futures.Future[None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone (process exit): nobody is waiting
+                loop.call_soon_threadsafe(self._committed, done, batch, outcomes, loop)
+
+        self._committing.add_done_callback(back_on_loop)
+
+    def _commit(self) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def _committed(
+        self,
+        done: concurrent.futures.Future[None],
+        batch: list[_Enqueue | _Op],
+        outcomes: list[Outcome],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._committing = None
+        error = done.exception()
+        if error is not None:
+            failure = QueueUnavailable(f"sqlite: {error}")
+            outcomes = [(item.future, False, failure) for item in batch]
+        # Start the next commit before waking this batch's callers: the disk works on batch N+1 while
+        # the loop sends batch N's responses.
+        if self._pending and self._scheduled is None:
+            self._flush()
+        _settle_all(outcomes)
+        self._kick(loop)
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._pending and self._scheduled is None and self._committing is None:
+            self._scheduled = loop.call_soon(self._flush)
 
     def close(self) -> None:
+        """Finish the commit in flight and whatever is pending, then close (blocking)."""
+        if self._committing is not None:
+            self._committing.result()
         if self._scheduled is not None:
             self._scheduled.cancel()
-            self._flush()
+            self._scheduled = None
+        if self._pending:
+            batch, self._pending = self._pending, []
+            outcomes = self._execute(self.conn, batch)
+            if outcomes is not None:
+                try:
+                    self._commit()
+                except sqlite3.Error as exc:
+                    failure = QueueUnavailable(f"sqlite: {exc}")
+                    outcomes = [(item.future, False, failure) for item in batch]
+                _settle_all(outcomes)
+        self._committer.shutdown(wait=True)
         self.conn.close()
 
     @classmethod
-    def _run_batch(cls, conn: sqlite3.Connection, batch: list[_Enqueue | _Op]) -> list[Outcome]:
+    def _execute(cls, conn: sqlite3.Connection, batch: list[_Enqueue | _Op]) -> list[Outcome] | None:
+        """BEGIN and run the batch's statements (no COMMIT). On a database error, roll back, fail every
+        caller and return None."""
         outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -146,12 +215,12 @@ class GroupCommit:
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
                         outcomes.append((item.future, False, exc))
-            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            error = QueueUnavailable(f"sqlite: {exc}")
-            outcomes = [(item.future, False, error) for item in batch]
+            failure = QueueUnavailable(f"sqlite: {exc}")
+            _settle_all([(item.future, False, failure) for item in batch])
+            return None
         return outcomes
 
     @staticmethod

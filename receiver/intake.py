@@ -1,0 +1,155 @@
+"""The callback intake: `POST /hooks/{source}` as a pure ASGI handler in front of the Starlette app.
+
+This is the one hot path of the service: vendors retry when it is slow, and a burst of job
+completions must be acknowledged fast, and only once durable. It therefore skips what Starlette's
+stack does per request (Request object, router scan, exception-middleware wrappers) and does exactly
+the contract's steps: find the source, cap the body while it streams, check the content type, let the
+vendor adapter verify, enqueue durably (group commit), answer. Every other route, and every other
+method on `/hooks/…` (405), goes to the Starlette app behind it, so both speak the same JSON errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from itertools import count
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from processors.delivery import Delivery
+from processors.queue import Queue, QueueUnavailable
+from receiver.errors import NotFound, PayloadTooLarge, ReceiverError, Unavailable, UnsupportedMedia
+from receiver.vendors import IncomingRequest, VendorAdapter
+
+log = logging.getLogger("labelhook.receiver")
+PREFIX = "/hooks/"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _Ids:
+    """Delivery ids: millisecond time, a per-process random tag and a counter — no syscall per id.
+
+    32 hex digits like `new_delivery_id`, sortable by arrival, unique across processes (48 random bits
+    per process) and within one (a 32-bit counter).
+    """
+
+    def __init__(self) -> None:
+        self._tag = os.urandom(6).hex()
+        self._counter = count()
+
+    def __call__(self) -> str:
+        return f"{int(time.time() * 1000):012x}{self._tag}{next(self._counter) & 0xFFFFFFFF:08x}"
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return True  # absent: try to parse; the adapter answers 400 if it is not JSON
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class Intake:
+    """Pure ASGI: handles `POST /hooks/<source>`, passes everything else to ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        adapters: Mapping[str, VendorAdapter],
+        queue: Queue,
+        max_body_bytes: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.adapters = adapters
+        self.queue = queue
+        self.max_body_bytes = max_body_bytes
+        self.clock = clock
+        self.new_id = _Ids()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        try:
+            status, payload = await self._intake(scope, receive)
+        except ReceiverError as exc:
+            status, payload = exc.status_code, {"error": exc.code, "detail": exc.detail}
+            if status == 401:
+                log.info("rejected", extra={"path": scope["path"], "reason": exc.code})
+        except _Disconnected:
+            return  # the vendor hung up before sending its body: nothing to answer, nothing stored
+        except Exception:  # never a traceback to the vendor
+            log.exception("unhandled error", extra={"path": scope["path"]})
+            status, payload = 500, {"error": "internal_error", "detail": "internal error"}
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        if status == 413:
+            headers.append((b"connection", b"close"))  # the rest of an oversized body is not read
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _intake(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, object]]:
+        name = scope["path"][len(PREFIX) :]
+        adapter = self.adapters.get(name)
+        if adapter is None:
+            raise NotFound(f"no source named {name!r}", code="unknown_source")
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
+        if not _is_json(headers.get("content-type")):
+            raise UnsupportedMedia("callbacks must be application/json")
+        body = await self._read_body(receive)
+        query_string = scope.get("query_string", b"")
+        query = dict(parse_qsl(query_string.decode("latin-1"))) if query_string else {}
+        now = self.clock()
+        callback = adapter.verify(IncomingRequest(headers, query, body), now)
+        if not callback.enqueue:
+            return 200, {"delivery_id": None, "duplicate": False, "queued": False}
+        delivery = Delivery(
+            id=self.new_id(),
+            source=name,
+            vendor=adapter.source.vendor,
+            dedupe_key=callback.dedupe_key,
+            job_id=callback.job_id,
+            project=callback.project,
+            body=body,
+            received_at=now,
+            state=callback.state,
+            kind=callback.kind,
+            meta=callback.meta,
+        )
+        try:
+            result = await self.queue.enqueue(delivery)
+        except QueueUnavailable as exc:
+            log.error("enqueue failed", extra={"source": name, "error": str(exc)})
+            raise Unavailable("queue unavailable; retry later", code="queue_unavailable") from exc
+        if result.duplicate:
+            return 200, {"delivery_id": result.delivery_id, "duplicate": True}
+        return 202, {"delivery_id": result.delivery_id, "duplicate": False}
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _Disconnected(Exception):
+    pass
