@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
@@ -30,9 +30,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send every logger (ours and uvicorn's error log) through the JSON formatter on stdout."""
-    handler = logging.StreamHandler(sys.stdout)
+def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
+    """Send every logger (ours and uvicorn's error log) through the JSON formatter, on stdout by default.
+
+    Commands that print data for scripts (`dead list --json`, `jobs --json`) log to stderr instead.
+    """
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
