@@ -129,6 +129,7 @@ async def poll_forever(
     base = float(settings.sources[source_name].options.get("poll_interval_seconds", 30))
     delay = base
     while not stopping():
+        summary: PollSummary | None = None
         try:
             summary = await poll_source(settings, source_name, processor, queue, book)
             delay = (
@@ -139,7 +140,11 @@ async def poll_forever(
         except Exception:  # the poller must outlive any one bad pass
             log.exception("poll pass failed", extra={"source": source_name})
             delay = min(delay * 2, 3600)
-        # Jitter so that many sources (or many workers) do not poll the vendor in lockstep.
-        end = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        # Jitter so that many sources (or many workers) do not poll the vendor in lockstep, but never
+        # below the vendor's Retry-After: jitter must not turn a backoff into an early retry.
+        wait = delay * random.uniform(0.8, 1.2)
+        if summary is not None and summary.retry_after is not None:
+            wait = max(wait, summary.retry_after)
+        end = time.monotonic() + wait
         while not stopping() and time.monotonic() < end:
             await asyncio.sleep(min(0.5, end - time.monotonic()))

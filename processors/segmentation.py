@@ -77,6 +77,28 @@ def process_segmentation(
     return job.summary()
 
 
+def write_frame_masks(
+    labelmap: Labelmap, frames: Iterable[tuple[int, FrameMasks]], write: Writer
+) -> SegmentationSummary:
+    """Write the same outputs as `process_segmentation` for frames already turned into label maps.
+
+    For vendors whose annotations are vector shapes rasterised straight into instance maps (CVAT):
+    no PNG is decoded, ``labelmap`` is the vendor's own. Same files, order and determinism.
+    """
+    job = _JobAnnotations(labelmap)
+    for frame_index, masks in frames:
+        if frame_index in job.frame_indices:
+            raise Permanent(f"frame {frame_index} appears twice")
+        write(f"masks/{frame_index}/semantic.png", encode_semantic_png(masks.semantic, labelmap))
+        write(f"masks/{frame_index}/instances.png", encode_instances_png(masks.instances))
+        job.add(frame_index, masks)
+    if not job.frame_indices:
+        raise Permanent("segmentation result has no mask frames")
+    write("labelmap.json", _dump([entry.as_json() for entry in labelmap.classes]))
+    write("annotations.json", _dump(job.coco()))
+    return job.summary()
+
+
 def _legend_and_instances(result: Any) -> tuple[Mapping[str, Any], list[Mapping[str, Any]] | None]:
     if not isinstance(result, Mapping):
         raise Permanent("segmentation result is not a JSON object")

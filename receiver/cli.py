@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -74,7 +75,7 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, d
 
     from processors.worker import Worker
     from receiver.app import create_app
-    from receiver.demo import send_samples
+    from receiver.demo import PLAYMENT_SOURCE, send_playment_samples, send_samples
 
     queue, store = _open(settings)
     worker = Worker(settings, queue, store, drain_seconds=RUN_DRAIN_SECONDS) if with_worker else None
@@ -91,6 +92,9 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, d
             return 2
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         background.append(lambda: send_samples(f"http://{local}:{port}", source))
+        sandbox = settings.source(PLAYMENT_SOURCE)
+        if sandbox is not None and sandbox.options.get("sandbox") == "1":
+            background.append(lambda: send_playment_samples(f"http://{local}:{port}", sandbox))
     app = create_app(settings, queue, store, worker=worker, background=background)
     log.info(
         "starting",
@@ -232,28 +236,41 @@ def _submit(settings: Settings, args: argparse.Namespace) -> int:
     if callback_url is None:
         log.warning("LABELHOOK_PUBLIC_URL is unset: the vendor gets no callback URL; run `labelhook poll`")
     try:
-        submitted = processor.submit(payload, callback_url)
+        total, jobs = processor.prepare_submit(payload, callback_url)
     except ProcessingError as exc:
         print(f"labelhook: submit failed: {exc.reason}", file=sys.stderr)
         return 2
     book = JobBook(open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url))
     source = processor.source
-    with Progress(len(submitted), "recording") as bar:
-        for job in submitted:
-            book.note(
-                source=source.name,
-                vendor=source.vendor,
-                job_id=job.job_id,
-                project=job.project,
-                state="open",
-                vendor_state=job.vendor_state,
-                meta=job.meta,
-            )
-            bar.advance(job.job_id)
+    submitted = []
+    failure = None
+    with Progress(total, f"submitting to {source.name}") as bar:
+        try:
+            # Record each job as soon as the vendor accepts it: if job 6 of 10 fails, jobs 1-5 exist at
+            # the vendor and must still be polled.
+            for job in jobs:
+                book.note(
+                    source=source.name,
+                    vendor=source.vendor,
+                    job_id=job.job_id,
+                    project=job.project,
+                    state="open",
+                    vendor_state=job.vendor_state,
+                    meta=job.meta,
+                )
+                submitted.append(job)
+                bar.advance(job.job_id)
+        except ProcessingError as exc:
+            failure = exc.reason
     _print_rows(
         [{"job": j.job_id, "project": j.project, "vendor_state": j.vendor_state} for j in submitted],
         args.json,
     )
+    if failure is not None:
+        print(
+            f"labelhook: submit failed after {len(submitted)} of {total} job(s): {failure}", file=sys.stderr
+        )
+        return 2
     return 0
 
 
@@ -376,13 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        if args.command == "run" and args.demo and not os.environ.get("LABELHOOK_SOURCES"):
+            from receiver.demo import load_demo_settings
+
+            settings = load_demo_settings(os.environ)  # adds the Playment sandbox source
+        else:
+            settings = load_settings()
     except ConfigError as exc:
         print(f"labelhook: configuration error: {exc}", file=sys.stderr)
         return 2
     from processors.logs import configure_logging
 
-    configure_logging()
+    # Long-running processes log to stdout (the PaaS log stream); one-shot commands keep stdout for data.
+    configure_logging(stream=sys.stdout if args.command in ("run", "serve", "work") else sys.stderr)
     if args.command in ("run", "serve"):
         _warn_demo_key(settings)
         if args.host is None:

@@ -1,17 +1,23 @@
-"""`labelhook run --demo`: signed sample callbacks sent to this very process, so outputs appear at once."""
+"""`labelhook run --demo`: sample callbacks sent to this very process, so outputs appear at once.
+
+Standard Webhooks samples for the 'demo' source and, when LABELHOOK_SOURCES is unset, Playment
+callbacks for the jobs of a sandbox Playment API started in-process (`load_demo_settings`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from processors.config import SourceConfig
+from processors.config import DEMO_SECRET, DEMO_SOURCE, Settings, SourceConfig, load_settings
 
 log = logging.getLogger("labelhook.demo")
 
@@ -43,16 +49,8 @@ async def send_samples(base_url: str, source: SourceConfig, *, startup_timeout: 
     secret = source.secrets[0].reveal()
     run_id = int(time.time())
     async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            try:
-                await client.get("/healthz")
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    log.error("demo: server did not come up", extra={"url": base_url})
-                    return
-                await asyncio.sleep(0.1)
+        if not await _wait_until_up(client, startup_timeout):
+            return
         for i, job in enumerate(SAMPLE_JOBS, start=1):
             body = json.dumps({"type": "job.completed", "timestamp": run_id, "data": job}).encode()
             msg_id = f"demo-{run_id}-{i}"
@@ -63,3 +61,89 @@ async def send_samples(base_url: str, source: SourceConfig, *, startup_timeout: 
                 "demo: callback sent",
                 extra={"webhook_id": msg_id, "status": response.status_code, "response": response.json()},
             )
+
+
+# -- Playment sandbox --------------------------------------------------------------------------------
+
+PLAYMENT_SOURCE = "playment"
+# Public, like DEMO_SECRET: the sandbox source only exists under `run --demo` without LABELHOOK_SOURCES.
+PLAYMENT_DEMO_KEY = "playment-demo-key-do-not-use"
+
+
+def load_demo_settings(environ: Mapping[str, str]) -> Settings:
+    """Settings for `run --demo` without LABELHOOK_SOURCES: the standard 'demo' source plus a
+    'playment' source wired to a sandbox Playment API started here on 127.0.0.1 (a daemon thread).
+
+    The sandbox's two loopback names are added to LABELHOOK_FETCH_ALLOW_HOSTS, for this process only.
+    """
+    from receiver.sandbox import serve_in_thread
+    from receiver.sandbox.playment import SANDBOX_API_KEY, SANDBOX_PROJECT, PlaymentSandbox
+
+    sandbox = PlaymentSandbox()
+    sandbox.add_samples()
+    running = serve_in_thread(sandbox.app)
+    env = dict(environ)
+    env["LABELHOOK_SOURCES"] = f"{DEMO_SOURCE},{PLAYMENT_SOURCE}"
+    env.setdefault("LABELHOOK_DEMO_VENDOR", "standard")
+    public_key = not env.get("LABELHOOK_DEMO_SECRET")
+    if public_key:
+        env["LABELHOOK_DEMO_SECRET"] = DEMO_SECRET
+    env.update(
+        LABELHOOK_PLAYMENT_VENDOR="playment",
+        LABELHOOK_PLAYMENT_SECRET=PLAYMENT_DEMO_KEY,
+        LABELHOOK_PLAYMENT_API_KEY=SANDBOX_API_KEY,
+        LABELHOOK_PLAYMENT_API_URL=running.url,
+        LABELHOOK_PLAYMENT_PROJECT_ID=SANDBOX_PROJECT,
+        LABELHOOK_PLAYMENT_SANDBOX="1",
+    )
+    hosts = [h for h in env.get("LABELHOOK_FETCH_ALLOW_HOSTS", "").split(",") if h.strip()]
+    env["LABELHOOK_FETCH_ALLOW_HOSTS"] = ",".join([*hosts, "127.0.0.1", "localhost"])
+    settings = load_settings(env)
+    log.info("demo: Playment sandbox started", extra={"url": running.url})
+    return dataclasses.replace(settings, demo_secret_in_use=public_key)
+
+
+async def send_playment_samples(
+    base_url: str, source: SourceConfig, *, startup_timeout: float = 15.0
+) -> None:
+    """POST a Playment-style completion callback (`x-playment-key`) for each sandbox job."""
+    from receiver.sandbox.playment import INSTANCE_JOB, SEMANTIC_JOB, VIDEO_JOB
+
+    key = source.secrets[0].reveal()
+    project = source.options.get("project_id", "")
+    async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
+        if not await _wait_until_up(client, startup_timeout):
+            return
+        for job_id in (SEMANTIC_JOB, INSTANCE_JOB, VIDEO_JOB):
+            body = json.dumps(
+                {
+                    "data": {
+                        "job_id": job_id,
+                        "project_id": project,
+                        "reference_id": "001",
+                        "status": "completed",
+                    }
+                }
+            ).encode()
+            response = await client.post(
+                f"/hooks/{source.name}",
+                content=body,
+                headers={"x-playment-key": key, "content-type": "application/json"},
+            )
+            log.info(
+                "demo: Playment callback sent",
+                extra={"job": job_id, "status": response.status_code, "response": response.json()},
+            )
+
+
+async def _wait_until_up(client: httpx.AsyncClient, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await client.get("/healthz")
+            return True
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                log.error("demo: server did not come up", extra={"url": str(client.base_url)})
+                return False
+            await asyncio.sleep(0.1)

@@ -41,9 +41,32 @@ class VendorInfo:
 
 
 KNOWN_VENDORS: dict[str, VendorInfo] = {
+    "cvat": VendorInfo(
+        verification="X-Signature-256 HMAC-SHA256 of the raw body; update:job to completed is processed",
+        processor_path="processors.vendors.cvat:CvatProcessor",
+        check=lambda s: importlib.import_module("processors.vendors.cvat_options").check_source(s),
+    ),
     "standard": VendorInfo(
         verification="Standard Webhooks HMAC-SHA256 (webhook-id/-timestamp/-signature, ±5 min)",
         processor_path="processors.vendors.standard:StandardProcessor",
         check=_check_standard,
+    ),
+    "playment": VendorInfo(
+        verification="static x-playment-key header or ?token= (constant-time); results via the job API",
+        processor_path="processors.vendors.playment:PlaymentProcessor",
+        check=lambda s: None if s.api_key else "API_KEY is required: results are fetched from Playment's API",
+    ),
+    "superai": VendorInfo(
+        verification="token in the callback URL (?token= / X-Labelhook-Token), or ECDSA if PUBLIC_KEY is set",
+        processor_path="processors.vendors.superai:SuperAIProcessor",
+        needs_secret=False,
+        check=lambda s: importlib.import_module("processors.vendors.superai").check_source(s),
+    ),
+    "techforge": VendorInfo(
+        verification="none: TechForge has no callbacks (hooks answer 404); jobs are polled with the API key",
+        processor_path="processors.vendors.techforge:TechForgeProcessor",
+        needs_secret=False,
+        polls=True,
+        check=lambda s: importlib.import_module("processors.vendors.techforge").check_source(s),
     ),
 }

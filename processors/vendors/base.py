@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import urllib.parse
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,15 @@ class Processor(ABC):
         be polled). Validate ``payload`` before sending and raise `Permanent` naming the bad field.
         """
         raise Permanent(f"vendor {self.source.vendor!r} does not support submit")
+
+    def prepare_submit(self, payload: Any, callback_url: str | None) -> tuple[int, Iterator[Submitted]]:
+        """`submit` in two steps, so the CLI can record and show each job as the vendor accepts it.
+
+        Validates ``payload`` now and returns how many jobs it holds and an iterator that creates them
+        one by one. The default runs `submit` at once; vendors that take lists override it.
+        """
+        submitted = self.submit(payload, callback_url)
+        return len(submitted), iter(submitted)
 
     def poll(self, job: JobRecord) -> PollResult:
         """Ask the vendor for one job's state; blocking; Retryable on 429/5xx/network."""

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter
+from receiver.vendors.cvat import CvatAdapter
+from receiver.vendors.playment import PlaymentAdapter
 from receiver.vendors.standard import StandardAdapter
+from receiver.vendors.superai import SuperAIAdapter
+from receiver.vendors.techforge import TechForgeAdapter
 
 ADAPTERS: dict[str, type[VendorAdapter]] = {
     "standard": StandardAdapter,
+    "cvat": CvatAdapter,
+    "techforge": TechForgeAdapter,
+    "superai": SuperAIAdapter,
+    "playment": PlaymentAdapter,
 }
 
 __all__ = ["ADAPTERS", "Callback", "IncomingRequest", "VendorAdapter"]

@@ -1,0 +1,262 @@
+"""CVAT: turn a completed job into masks (default) or into its dataset-export archive (``mode=export``).
+
+Annotations mode fetches the job, its annotations, labels and frame sizes, rasterises every area
+shape and track (`processors.cvat_shapes`) and writes the standard segmentation outputs. Export mode
+asks CVAT for a dataset export in ``export_format``, polls the request until it is finished (bounded:
+Retryable when it takes too long, Permanent when CVAT says it failed) and streams the archive to
+``media/``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from processors.cvat_shapes import JobShapes, parse_annotations, render
+from processors.delivery import path_segment
+from processors.errors import Permanent, Retryable
+from processors.labelmap import LabelClass, Labelmap, Segment, normalise_color
+from processors.masks import FoundSegment, FrameMasks
+from processors.rle import label_runs
+from processors.segmentation import write_frame_masks
+from processors.vendors.base import Processor
+from processors.vendors.cvat_api import CvatClient
+from processors.vendors.cvat_options import DEFAULT_EXPORT_POLL_SECONDS, DEFAULT_EXPORT_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:
+    from processors.config import Settings, SourceConfig
+    from processors.delivery import Delivery
+    from processors.fetch import Fetcher, Stream
+    from processors.store import JobWriter
+
+_CONTENT_TYPES = {".png": "image/png", ".json": "application/json"}
+
+
+class CvatProcessor(Processor):
+    """Processes `update:job` completions of one CVAT server. ``post_client`` (guarded) sends the POST."""
+
+    def __init__(
+        self,
+        source: SourceConfig,
+        settings: Settings,
+        *,
+        fetcher: Fetcher | None = None,
+        post_client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(source, settings, fetcher=fetcher)
+        self._post_client = post_client
+        self._sleep = sleep
+        self._clock = clock
+
+    def client(self) -> CvatClient:
+        if self._post_client is None:
+            from processors.fetch import make_client
+
+            self._post_client = make_client(self.settings)
+        if not (self.source.api_url and self.source.api_key):
+            raise Permanent("CVAT API_URL and API_KEY must be configured")
+        return CvatClient(
+            self.fetcher, self.source.api_url, self.source.api_key.reveal(), post=self._post_client
+        )
+
+    def process(self, delivery: Delivery, out: JobWriter) -> dict[str, Any]:
+        out.write("callback.json", delivery.body, "application/json")
+        if self.source.options.get("mode", "annotations") == "export":
+            return self._export(delivery.job_id, out)
+        return self._annotations(delivery, out)
+
+    # --- annotations mode ---------------------------------------------------------------------
+
+    def _annotations(self, delivery: Delivery, out: JobWriter) -> dict[str, Any]:
+        client = self.client()
+        job_id = delivery.job_id
+        job = client.job(job_id)
+        annotations = client.annotations(job_id)
+        out.write_json("result.json", annotations)
+        labels = client.labels(job_id)
+        meta = client.meta(job_id)
+        shapes = parse_annotations(annotations)
+        labelmap = build_cvat_labelmap(labels, shapes)
+        frames = job_frames(job, meta)
+        for number, width, height in frames:
+            if width * height > self.settings.max_pixels:
+                raise Permanent(
+                    f"frame {number} is {width}x{height} pixels, over the limit of {self.settings.max_pixels}"
+                )
+
+        def rendered() -> Iterator[tuple[int, FrameMasks]]:
+            for number, width, height in frames:
+                instances = render(shapes.on_frame(number), width, height)
+                yield number, frame_masks(instances, labelmap)
+
+        summary = write_frame_masks(
+            labelmap, rendered(), lambda key, data: out.write(key, data, _content_type(key))
+        )
+        return {
+            "cvat": {
+                "mode": "annotations",
+                "frames": len(frames),
+                "instances": len(shapes.instances),
+                "skipped": shapes.skipped,
+            },
+            "segmentation": summary.as_json(),
+        }
+
+    # --- export mode --------------------------------------------------------------------------
+
+    def _export(self, job_id: str, out: JobWriter) -> dict[str, Any]:
+        client = self.client()
+        options = self.source.options
+        export_format = options["export_format"]
+        interval = float(options.get("export_poll_seconds", DEFAULT_EXPORT_POLL_SECONDS))
+        timeout = float(options.get("export_timeout_seconds", DEFAULT_EXPORT_TIMEOUT_SECONDS))
+        rq_id = client.start_export(job_id, export_format)
+        deadline = self._clock() + timeout
+        while True:
+            status = client.request_status(rq_id)
+            state = str(status.get("status") or "").lower()
+            if state == "finished":
+                break
+            if state == "failed":
+                message = str(status.get("message") or "no message").splitlines()[0][:300]
+                raise Permanent(f"CVAT export {export_format!r} of job {job_id} failed: {message}")
+            if self._clock() + interval > deadline:
+                raise Retryable(
+                    f"CVAT export {export_format!r} of job {job_id} not finished within {timeout:g} s "
+                    f"(status {state or 'unknown'})",
+                    retry_after=interval,
+                )
+            self._sleep(interval)
+        result_url = status.get("result_url")
+        if not isinstance(result_url, str) or not result_url:
+            raise Permanent(f"CVAT export of job {job_id} finished without a result_url")
+        # CVAT answers an absolute URL; a relative one is resolved against the API server.
+        url = str(httpx.URL(client.url("")).join(result_url))
+        name = f"media/job-{path_segment(job_id)}-{path_segment(export_format.lower().replace(' ', '-'))}.zip"
+        with client.open_download(url) as stream:
+            out.write_stream(name, cast("IO[bytes]", _StreamReader(stream)), "application/zip")
+        return {"cvat": {"mode": "export", "format": export_format, "archive": name}}
+
+
+def build_cvat_labelmap(labels: Sequence[Mapping[str, Any]], shapes: JobShapes) -> Labelmap:
+    """Classes from CVAT labels (id order, their colours), one segment per drawn instance.
+
+    A label id used by a shape but missing from the label list becomes a class ``label <id>``; a
+    label colour that is not ``#rrggbb`` is reported in ``invalid_legend_keys`` and replaced by a
+    colour derived from the label id (deterministic).
+    """
+    by_id: dict[int, Mapping[str, Any]] = {}
+    for label in labels:
+        try:
+            by_id.setdefault(int(label["id"]), label)
+        except (KeyError, TypeError, ValueError):
+            raise Permanent("CVAT label without an integer id") from None
+    for instance in shapes.instances:
+        by_id.setdefault(instance.label_id, {"id": instance.label_id, "name": f"label {instance.label_id}"})
+    classes = [LabelClass(0, "unlabeled", "#000000", None)]
+    class_of: dict[int, LabelClass] = {}
+    invalid: list[str] = []
+    for label_id in sorted(by_id):
+        label = by_id[label_id]
+        raw_colour = label.get("color")
+        colour = normalise_color(raw_colour) if isinstance(raw_colour, str) else None
+        if colour is None:
+            if raw_colour:
+                invalid.append(str(raw_colour))
+            colour = f"#{(label_id * 2654435761) & 0xFFFFFF:06x}"
+        entry = LabelClass(len(classes), str(label.get("name") or f"label {label_id}"), colour, str(label_id))
+        classes.append(entry)
+        class_of[label_id] = entry
+    segments = tuple(
+        Segment(
+            number=instance.number,
+            color=class_of[instance.label_id].color,
+            name=class_of[instance.label_id].name,
+            label_id=class_of[instance.label_id].id,
+            instance_id=instance.key,
+            attributes=instance.attributes,
+        )
+        for instance in shapes.instances
+    )
+    return Labelmap(tuple(classes), segments, tuple(invalid))
+
+
+def job_frames(job: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tuple[int, int, int]]:
+    """``(frame number, width, height)`` of every frame of the job, deleted frames left out.
+
+    Frame numbers are the task's (those in the annotations): ``included_frames`` when the data meta
+    lists them (ground-truth jobs), else ``start_frame..stop_frame`` of the job. The meta's ``frames``
+    holds one size per frame, or a single size for a video.
+    """
+    sizes = meta.get("frames")
+    if not isinstance(sizes, list) or not sizes:
+        raise Permanent("CVAT data meta has no frames list")
+    included = meta.get("included_frames")
+    try:
+        if isinstance(included, list) and included:
+            numbers = [int(n) for n in included]
+        else:
+            start = int(job.get("start_frame", meta.get("start_frame", 0)))
+            stop = int(job.get("stop_frame", meta.get("stop_frame", start + len(sizes) - 1)))
+            numbers = list(range(start, stop + 1))
+        deleted = {int(n) for n in meta.get("deleted_frames") or []}
+        if len(sizes) == 1:
+            dims = [(int(sizes[0]["width"]), int(sizes[0]["height"]))] * len(numbers)
+        elif len(sizes) == len(numbers):
+            dims = [(int(size["width"]), int(size["height"])) for size in sizes]
+        else:
+            raise Permanent(
+                f"CVAT data meta lists {len(sizes)} frame sizes for a job of {len(numbers)} frames"
+            )
+    except (KeyError, TypeError, ValueError):
+        raise Permanent("CVAT job or data meta has malformed frame numbers or sizes") from None
+    if any(w <= 0 or h <= 0 for w, h in dims):
+        raise Permanent("CVAT data meta has a frame with zero width or height")
+    return [(n, w, h) for n, (w, h) in zip(numbers, dims, strict=True) if n not in deleted]
+
+
+def frame_masks(instances: npt.NDArray[np.uint16], labelmap: Labelmap) -> FrameMasks:
+    """Measure a rasterised instance map: semantic map, per-instance area, box and COCO RLE."""
+    semantic = labelmap.segment_labels[instances]
+    if len(labelmap.classes) <= 256:
+        semantic = semantic.astype(np.uint8)
+    runs = label_runs(instances)
+    by_number = {segment.number: segment for segment in labelmap.segments}
+    found = tuple(
+        FoundSegment(by_number[int(n)], int(area), (int(b[0]), int(b[1]), int(b[2]), int(b[3])), counts)
+        for n, area, b, counts in zip(runs.labels, runs.areas, runs.bboxes, runs.counts, strict=True)
+    )
+    present = {int(n) for n in runs.labels}
+    empty = tuple(s.color for s in labelmap.segments if s.number not in present)
+    return FrameMasks(semantic, instances, found, {}, empty)
+
+
+def _content_type(key: str) -> str:
+    return next((t for ext, t in _CONTENT_TYPES.items() if key.endswith(ext)), "application/octet-stream")
+
+
+class _StreamReader:
+    """A ``read(size)`` file view over a fetch `Stream`'s chunks, for `JobWriter.write_stream`."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._chunks = iter(stream)
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data

@@ -1,0 +1,288 @@
+"""TechForge Innovate media jobs (seed 001): create jobs, poll them, stream their result files.
+
+TechForge has no webhooks. `labelhook submit` validates and creates jobs (`POST` create-job, API key),
+the poller asks jobs-get for each open job, and a finished job becomes a delivery whose body is the
+job record as fetched. Processing writes that record as `result.json` and streams every result file
+(video, audio, image, PDF) into `media/` without holding it in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import posixpath
+import re
+import urllib.parse
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import httpx
+
+from processors.errors import Permanent, Retryable
+from processors.fetch import HTTPStatusPermanent, Stream, make_client, parse_retry_after, redact_url
+from processors.vendors import techforge_api as api
+from processors.vendors.base import PollResult, Processor, Submitted
+from processors.vendors.techforge_inputs import validate_jobs
+
+if TYPE_CHECKING:
+    from processors.config import Settings, SourceConfig
+    from processors.delivery import Delivery
+    from processors.fetch import Fetcher
+    from processors.jobs import JobRecord
+    from processors.store import JobWriter
+
+DEFAULT_CREATE_PATH = "/api/provider/jobs"
+DEFAULT_STATUS_PATH = "/api/jobs-get?uuid={uuid}"
+RECORD_MAX_BYTES = 16 * 1024 * 1024  # a job record is JSON; anything bigger is not one
+_NUMERIC_OPTIONS = ("poll_interval_seconds", "deadline_seconds")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def check_source(source: SourceConfig) -> str | None:
+    """Start-up check: an API key and base URL are required (there is no callback secret to verify)."""
+    if source.api_key is None or not source.api_key.reveal().strip():
+        return "API_KEY is required: TechForge jobs are created and polled with the account's API key"
+    if not source.api_url:
+        return "API_URL is required: the TechForge API base URL, e.g. https://api.example.com"
+    for name in _NUMERIC_OPTIONS:
+        raw = source.options.get(name)
+        if raw is None:
+            continue
+        try:
+            if float(raw) <= 0:
+                raise ValueError
+        except ValueError:
+            return f"{name.upper()} must be a positive number of seconds, got {raw!r}"
+    if "{uuid}" not in source.options.get("status_path", DEFAULT_STATUS_PATH):
+        return "STATUS_PATH must contain {uuid}, where the job's uuid goes"
+    return None
+
+
+class TechForgeProcessor(Processor):
+    """Submit, poll and process TechForge jobs. ``client`` (guarded, from `make_client`) sends the POSTs."""
+
+    def __init__(
+        self,
+        source: SourceConfig,
+        settings: Settings,
+        *,
+        fetcher: Fetcher | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(source, settings, fetcher=fetcher)
+        self._client = client
+        self.base_url = (source.api_url or "").rstrip("/")
+        self.create_path = source.options.get("create_path", DEFAULT_CREATE_PATH)
+        self.status_path = source.options.get("status_path", DEFAULT_STATUS_PATH)
+
+    # --- auth -----------------------------------------------------------------------------------------
+
+    def _auth_headers(self) -> dict[str, str]:
+        key = self.source.api_key.reveal() if self.source.api_key else ""
+        header = self.source.options.get("auth_header", "").strip().lower()
+        if header == "authorization":
+            return {"Authorization": f"Bearer {key}"}
+        if header:
+            return {header: key}
+        # Seed 001 says "API key" without naming the header: send the two common spellings.
+        return {"x-api-key": key, "Authorization": f"Bearer {key}"}
+
+    def _credential_names(self) -> set[str]:
+        return {name.lower() for name in self._auth_headers()}
+
+    def _same_origin(self, url: str) -> bool:
+        """Only URLs on the API's own origin get the API key; a CDN or signed-URL host never does."""
+        a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(self.base_url)
+        return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+    # --- submit ---------------------------------------------------------------------------------------
+
+    def submit(self, payload: Any, callback_url: str | None) -> list[Submitted]:
+        _, jobs = self.prepare_submit(payload, callback_url)
+        return list(jobs)
+
+    def prepare_submit(self, payload: Any, callback_url: str | None) -> tuple[int, Iterator[Submitted]]:
+        """Validate every job now (nothing is sent if one is bad); create them one by one on iteration.
+
+        TechForge takes no callback URL (it has no webhooks), so ``callback_url`` is ignored.
+        """
+        bodies = validate_jobs(payload)
+        return len(bodies), (self._create(body) for body in bodies)
+
+    def _create(self, body: dict[str, Any]) -> Submitted:
+        url = self.base_url + self.create_path
+        client = self._client or make_client(self.settings)
+        try:
+            try:
+                response = client.post(
+                    url, json=body, headers={"Accept": "application/json", **self._auth_headers()}
+                )
+            except httpx.HTTPError as exc:
+                raise Retryable(f"POST {redact_url(url)} failed: {type(exc).__name__}") from exc
+        finally:
+            if self._client is None:
+                client.close()
+        where = f"POST {redact_url(url)}"
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Retryable(
+                f"{where} answered {response.status_code}",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if response.status_code >= 300:
+            detail = _error_detail(response)
+            hint = {
+                400: "the template_id/project_id could not be resolved",
+                401: "the API key is missing or invalid",
+                403: "the API key may not use this project",
+            }.get(response.status_code, "the vendor refused the job")
+            raise HTTPStatusPermanent(
+                f"{where} answered {response.status_code}: {hint}" + (f" ({detail})" if detail else ""),
+                status=response.status_code,
+                url=redact_url(url),
+            )
+        try:
+            job = api.job_object(response.json())
+        except ValueError:
+            raise Permanent(f"{where} answered invalid JSON") from None
+        uuid = api.job_id(job)
+        if uuid is None:
+            raise Permanent(f"{where} answered a job without a uuid")
+        project = str(
+            job.get("source_id") or body.get("template_id") or body.get("project_id") or self.source.name
+        )
+        status = str(job.get("status") or job.get("state") or "QUEUED")
+        return Submitted(
+            job_id=uuid,
+            project=project,
+            vendor_state=status,
+            meta={"job_type": job.get("job_type") or body.get("job_type")},
+        )
+
+    # --- poll -----------------------------------------------------------------------------------------
+
+    def _status_url(self, uuid: str) -> str:
+        return self.base_url + self.status_path.replace("{uuid}", urllib.parse.quote(uuid, safe=""))
+
+    def _fetch_record(self, uuid: str) -> bytes:
+        """The job record exactly as jobs-get answered it (Retryable on 429/5xx/network)."""
+        with self.fetcher.open_stream(
+            self._status_url(uuid),
+            headers={"Accept": "application/json", **self._auth_headers()},
+            max_bytes=RECORD_MAX_BYTES,
+            credential_headers=self._credential_names(),
+        ) as stream:
+            return b"".join(stream)
+
+    def poll(self, job: JobRecord) -> PollResult:
+        try:
+            raw = self._fetch_record(job.job_id)
+        except HTTPStatusPermanent as exc:
+            if exc.status in (404, 410):
+                # The vendor no longer knows the job (deleted, or another account's): it will never finish.
+                return PollResult(state="failed", vendor_state=str(exc.status), reason=exc.reason)
+            raise
+        record = api.job_object(_parse(raw, "jobs-get"))
+        status = api.vendor_status(record)
+        state = api.labelhook_state(status)
+        reason = api.failure_reason(record, status) if state == api.FAILED else None
+        return PollResult(state=state, vendor_state=status, reason=reason, body=raw)
+
+    # --- process --------------------------------------------------------------------------------------
+
+    def process(self, delivery: Delivery, out: JobWriter) -> dict[str, Any]:
+        document = _parse(delivery.body, "the polled job record")
+        record = api.job_object(document)
+        out.write("result.json", delivery.body, "application/json")
+        media = []
+        names: set[str] = set()
+        fresh: Any = None  # a re-fetched record, once a signed URL has expired
+        for path, url in api.result_urls(record):
+            try:
+                entry = self._copy(url, out, names)
+            except HTTPStatusPermanent as exc:
+                if exc.status not in (401, 403, 410) or self._same_origin(url):
+                    raise
+                # Signed result URLs are short-lived: if this one expired in the queue, ask for new ones.
+                if fresh is None:
+                    fresh = api.job_object(_parse(self._fetch_record(delivery.job_id), "jobs-get"))
+                again = api.lookup(fresh, path)
+                if not isinstance(again, str) or again == url:
+                    raise
+                entry = self._copy(again, out, names)
+            media.append({"from": path, **entry})
+        return {
+            "job_type": record.get("job_type"),
+            "vendor_state": api.vendor_status(record),
+            "media": media,
+        }
+
+    def _copy(self, url: str, out: JobWriter, names: set[str]) -> dict[str, Any]:
+        headers = self._auth_headers() if self._same_origin(url) else {}
+        with self.fetcher.open_stream(
+            url, headers=headers, credential_headers=self._credential_names()
+        ) as stream:
+            content_type = (stream.content_type or "").split(";", 1)[0].strip() or None
+            name = _media_name(url, content_type, names)
+            content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            reader = cast("IO[bytes]", _StreamReader(stream))  # duck-typed: read(size) is all stores use
+            out.write_stream(f"media/{name}", reader, content_type)
+            return {"path": f"media/{name}", "url": redact_url(url), "size": stream.size}
+
+
+class _StreamReader:
+    """A read()-able view of a `Stream`'s chunks, holding at most one chunk (bounded memory)."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._chunks = iter(stream)
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            raise ValueError("unbounded read of a media stream")  # would hold the whole file in memory
+        parts, have = [self._buffer], len(self._buffer)
+        while have < size:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)  # one copy per read, not one per chunk
+        self._buffer = data[size:]
+        return data[:size]
+
+    def readable(self) -> bool:
+        return True
+
+
+def _media_name(url: str, content_type: str | None, taken: set[str]) -> str:
+    """A safe, stable file name from the URL's last path segment, unique within the job."""
+    base = posixpath.basename(urllib.parse.urlsplit(url).path)
+    base = _SAFE_NAME.sub("_", urllib.parse.unquote(base)).strip("._") or "file"
+    if not posixpath.splitext(base)[1] and content_type:
+        base += mimetypes.guess_extension(content_type) or ""
+    name, counter = base, 1
+    while name in taken:
+        stem, ext = posixpath.splitext(base)
+        counter += 1
+        name = f"{stem}-{counter}{ext}"
+    taken.add(name)
+    return name
+
+
+def _parse(raw: bytes, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise Permanent(f"TechForge answered invalid JSON for {what}") from None
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail"):
+            if isinstance(body.get(key), str):
+                return " ".join(body[key].split())[:200]
+    return ""
