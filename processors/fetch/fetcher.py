@@ -95,6 +95,8 @@ class Stream:
         self._seconds = seconds
         self._clock = clock
         self._hash = hashlib.sha256()
+        self._chunks: Iterator[bytes] | None = None
+        self._buffer = b""
 
     @property
     def sha256(self) -> str:
@@ -117,6 +119,30 @@ class Stream:
                 yield chunk
         except httpx.HTTPError as exc:
             raise translate_httpx_error(exc, self._source) from exc
+
+    def read(self, size: int = -1) -> bytes:
+        """File-like read, so a stream can go straight into `JobWriter.write_stream` or boto3.
+
+        Returns at most ``size`` bytes (b"" at the end) and holds at most one chunk beyond them. An
+        unbounded read is refused: it would hold the whole body in memory, which streaming exists to avoid.
+        """
+        if size is None or size < 0:
+            raise ValueError("unbounded read of a fetched stream")
+        if self._chunks is None:
+            self._chunks = iter(self)
+        parts, have = [self._buffer], len(self._buffer)
+        while have < size:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)  # one copy per read, not one per chunk
+        self._buffer = data[size:]
+        return data[:size]
+
+    def readable(self) -> bool:
+        return True
 
 
 class Fetcher:

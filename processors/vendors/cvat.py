@@ -31,7 +31,7 @@ from processors.vendors.cvat_options import DEFAULT_EXPORT_POLL_SECONDS, DEFAULT
 if TYPE_CHECKING:
     from processors.config import Settings, SourceConfig
     from processors.delivery import Delivery
-    from processors.fetch import Fetcher, Stream
+    from processors.fetch import Fetcher
     from processors.store import JobWriter
 
 _CONTENT_TYPES = {".png": "image/png", ".json": "application/json"}
@@ -141,7 +141,7 @@ class CvatProcessor(Processor):
         url = str(httpx.URL(client.url("")).join(result_url))
         name = f"media/job-{path_segment(job_id)}-{path_segment(export_format.lower().replace(' ', '-'))}.zip"
         with client.open_download(url) as stream:
-            out.write_stream(name, cast("IO[bytes]", _StreamReader(stream)), "application/zip")
+            out.write_stream(name, cast("IO[bytes]", stream), "application/zip")
         return {"cvat": {"mode": "export", "format": export_format, "archive": name}}
 
 
@@ -240,23 +240,3 @@ def frame_masks(instances: npt.NDArray[np.uint16], labelmap: Labelmap) -> FrameM
 
 def _content_type(key: str) -> str:
     return next((t for ext, t in _CONTENT_TYPES.items() if key.endswith(ext)), "application/octet-stream")
-
-
-class _StreamReader:
-    """A ``read(size)`` file view over a fetch `Stream`'s chunks, for `JobWriter.write_stream`."""
-
-    def __init__(self, stream: Stream) -> None:
-        self._chunks = iter(stream)
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data

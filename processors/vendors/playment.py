@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from processors.config import Settings, SourceConfig
     from processors.delivery import Delivery
-    from processors.fetch import Fetcher, Stream
+    from processors.fetch import Fetcher
     from processors.jobs import JobRecord
     from processors.store import JobWriter
 
@@ -120,7 +120,7 @@ class PlaymentProcessor(Processor):
             name = f"media/{frame.index}/{frame.file_name}"
             try:
                 with self.api.open_attachment(frame.url) as stream:
-                    out.write_stream(name, cast("IO[bytes]", _Reader(stream)), "image/png")
+                    out.write_stream(name, cast("IO[bytes]", stream), "image/png")
             except Permanent as exc:
                 raise Permanent(f"frame {frame.index} mask: {exc.reason}") from exc
             yield frame.index, out.store.get(out.key(name))
@@ -236,23 +236,3 @@ def _reason(job: Mapping[str, Any]) -> str:
 
 def _content_type(key: str) -> str:
     return "image/png" if key.endswith(".png") else "application/json"
-
-
-class _Reader:
-    """A file-like view of a fetch `Stream`, for `JobWriter.write_stream`."""
-
-    def __init__(self, stream: Stream) -> None:
-        self._chunks = iter(stream)
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from processors.config import Settings, SourceConfig
     from processors.delivery import Delivery
-    from processors.fetch import Fetcher, Stream
+    from processors.fetch import Fetcher
     from processors.jobs import JobRecord
     from processors.store import JobWriter
 
@@ -154,9 +154,7 @@ class SuperAIProcessor(Processor):
             try:
                 with self.fetcher.open_stream(url) as stream:
                     content_type = (stream.content_type or "application/octet-stream").split(";")[0]
-                    out.write_stream(
-                        f"media/{ref.name}", cast("IO[bytes]", _ChunkReader(stream)), content_type
-                    )
+                    out.write_stream(f"media/{ref.name}", cast("IO[bytes]", stream), content_type)
                 return
             except HTTPStatusPermanent as exc:
                 if exc.status not in _EXPIRED_STATUSES:
@@ -392,23 +390,3 @@ def _legend(item: Mapping[str, Any]) -> dict[str, Any]:
             legend[color] = name
         return legend
     raise Permanent("segmentation legend is neither an object nor a list")
-
-
-class _ChunkReader:
-    """A ``read(size)`` file view over a `Stream`'s chunks, for `JobWriter.write_stream`."""
-
-    def __init__(self, stream: Stream) -> None:
-        self._chunks = iter(stream)
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import httpx
 
 from processors.errors import Permanent, Retryable
-from processors.fetch import HTTPStatusPermanent, Stream, make_client, parse_retry_after, redact_url
+from processors.fetch import HTTPStatusPermanent, make_client, parse_retry_after, redact_url
 from processors.vendors import techforge_api as api
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.techforge_inputs import validate_jobs
@@ -224,34 +224,9 @@ class TechForgeProcessor(Processor):
             content_type = (stream.content_type or "").split(";", 1)[0].strip() or None
             name = _media_name(url, content_type, names)
             content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-            reader = cast("IO[bytes]", _StreamReader(stream))  # duck-typed: read(size) is all stores use
+            reader = cast("IO[bytes]", stream)  # duck-typed: read(size) is all stores use
             out.write_stream(f"media/{name}", reader, content_type)
             return {"path": f"media/{name}", "url": redact_url(url), "size": stream.size}
-
-
-class _StreamReader:
-    """A read()-able view of a `Stream`'s chunks, holding at most one chunk (bounded memory)."""
-
-    def __init__(self, stream: Stream) -> None:
-        self._chunks = iter(stream)
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            raise ValueError("unbounded read of a media stream")  # would hold the whole file in memory
-        parts, have = [self._buffer], len(self._buffer)
-        while have < size:
-            chunk = next(self._chunks, b"")
-            if not chunk:
-                break
-            parts.append(chunk)
-            have += len(chunk)
-        data = b"".join(parts)  # one copy per read, not one per chunk
-        self._buffer = data[size:]
-        return data[:size]
-
-    def readable(self) -> bool:
-        return True
 
 
 def _media_name(url: str, content_type: str | None, taken: set[str]) -> str:
