@@ -48,7 +48,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (visible_at)
     WHERE status IN ('queued', 'leased');
-CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (status, updated_at);
+-- Only dead letters need an index by status: a full (status, …) index costs every insert ~20% more
+-- (bench) for a listing that only ever asks for the dead ones.
+DROP INDEX IF EXISTS deliveries_status;
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE status = 'dead';
 """
 
 _INSERT = (
