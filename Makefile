@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest bench clean chromium
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labelhook needs Python >= 3.11 (set PY=python3.x)")'
@@ -25,7 +25,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy receiver processors
 
-pytest: install
+## The browser test drives Debian's chromium (never a downloaded browser); install it when root.
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+		echo "chromium not installed: tests/test_browser.py will be skipped"
+
+pytest: install chromium
 	$(BIN)/pytest -q
 
 ## The whole suite: lint, types (strict on receiver/ and processors/), tests.

@@ -7,6 +7,7 @@ cannot verify. Secrets stay wrapped in `Secret` (redacted in every repr) until t
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 from collections.abc import Mapping
@@ -46,7 +47,8 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        # Constant time like every other secret comparison (nothing compares secrets with == today).
+        return isinstance(other, Secret) and hmac.compare_digest(other._value.encode(), self._value.encode())
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -76,7 +78,7 @@ class Settings:
     port: int = 8000
     host: str | None = None
     forwarded_allow_ips: str = "127.0.0.1"
-    limit_concurrency: int | None = None
+    limit_concurrency: int | None = 128
     queue_url: str = "sqlite:///./var/queue.db"
     store_url: str = "file://./var/out"
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
@@ -202,7 +204,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "PORT", 8000, minimum=0),
         host=env.get("HOST") or None,
         forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
-        limit_concurrency=_int(env, "LABELHOOK_LIMIT_CONCURRENCY", 0, minimum=0) or None,
+        # Connections + requests at once; above it a JSON 503. Bounds buffered bodies to about
+        # 128 × LABELHOOK_MAX_BODY_BYTES (~544 MiB) in the worst case. 0 = unlimited.
+        limit_concurrency=_int(env, "LABELHOOK_LIMIT_CONCURRENCY", 128, minimum=0) or None,
         queue_url=_url(env, "LABELHOOK_QUEUE", "sqlite:///./var/queue.db", _QUEUE_SCHEMES),
         store_url=_url(env, "LABELHOOK_STORE", "file://./var/out", _STORE_SCHEMES),
         sources=sources,

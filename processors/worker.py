@@ -23,6 +23,7 @@ from processors.config import Settings
 from processors.delivery import Delivery
 from processors.errors import Permanent, Retryable
 from processors.jobs import JobBook
+from processors.metrics import Metrics
 from processors.queue import Lease, Queue, QueueUnavailable
 from processors.store import JobWriter, Store, StoreError, dump_json
 from processors.vendors import KNOWN_VENDORS
@@ -68,6 +69,7 @@ class Worker:
         *,
         processors: Mapping[str, Processor] | None = None,
         drain_seconds: float = 20.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -78,6 +80,7 @@ class Worker:
         self._stopping = threading.Event()
         self._wake: asyncio.Event | None = None
         self.processed = 0
+        self.metrics = metrics if metrics is not None else Metrics(settings.sources)
 
     def stop(self) -> None:
         """Ask the loop to stop claiming and drain; safe to call from a signal handler or any thread."""
@@ -183,41 +186,49 @@ class Worker:
             "job": delivery.job_id,
             "attempt": lease.attempts,
         }
-        if not await self.queue.check_attempts(lease):
-            log.warning("dead letter", extra={**fields, "outcome": "dead"})
-            return
+        metrics, source = self.metrics, self.metrics.source(delivery.source)
         started = time.monotonic()
+
+        def took() -> float:
+            return round((time.monotonic() - started) * 1000, 1)
+
+        if not await self.queue.check_attempts(lease):
+            metrics.dead.labels(source).inc()
+            log.warning("dead letter", extra={**fields, "outcome": "dead", "duration_ms": took()})
+            return
         heartbeat = asyncio.create_task(self._heartbeat(lease))
+        metrics.in_flight.inc()
         try:
-            await run_in_daemon_thread(self.process, delivery)
+            manifest = await run_in_daemon_thread(self.process, delivery)
         except asyncio.CancelledError:
             with contextlib.suppress(QueueUnavailable):
                 await asyncio.shield(self.queue.release(lease))
-            log.info("released", extra={**fields, "outcome": "released"})
+            log.info("released", extra={**fields, "outcome": "released", "duration_ms": took()})
             raise
         except Exception as exc:
             outcome = await self.queue.fail(lease, exc)
+            metrics.processing_seconds.labels(source).observe(time.monotonic() - started)
+            (metrics.dead if outcome == "dead" else metrics.retried).labels(source).inc()
             log.warning(
                 "processing failed",
                 extra={
                     **fields,
                     "outcome": outcome,
                     "reason": getattr(exc, "reason", repr(exc)),
-                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                    "duration_ms": took(),
                 },
             )
         else:
             await self.queue.ack(lease)
             self.processed += 1
-            log.info(
-                "processed",
-                extra={
-                    **fields,
-                    "outcome": "processed",
-                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
-                },
-            )
+            metrics.processing_seconds.labels(source).observe(time.monotonic() - started)
+            metrics.processed.labels(source).inc()
+            metrics.latency_seconds.labels(source).observe(max(0.0, time.time() - delivery.received_at))
+            if isinstance(manifest, dict):
+                metrics.bytes_stored.labels(source).inc(sum(f["size"] for f in manifest.get("files", ())))
+            log.info("processed", extra={**fields, "outcome": "processed", "duration_ms": took()})
         finally:
+            metrics.in_flight.dec()
             heartbeat.cancel()
 
     def process(self, delivery: Delivery) -> dict[str, Any] | None:

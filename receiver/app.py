@@ -23,9 +23,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from processors.config import Settings
+from processors.metrics import CONTENT_TYPE, Metrics
 from processors.queue import Queue, QueueUnavailable
 from processors.store import Store, StoreError
 from processors.worker import VERSION, Worker
+from receiver.dashboard import DashboardAuth, dashboard_routes
 from receiver.errors import NotFound, ReceiverError, error_response
 from receiver.intake import Intake
 from receiver.middleware import BodyLimitMiddleware
@@ -45,8 +47,14 @@ def create_app(
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     clock: Callable[[], float] = time.time,
     close_on_shutdown: bool = True,
+    metrics: Metrics | None = None,
 ) -> ASGIApp:
-    """Build the app. ``worker`` (for `labelhook run`) and ``background`` tasks live in the lifespan."""
+    """Build the app. ``worker`` (for `labelhook run`) and ``background`` tasks live in the lifespan.
+
+    ``metrics`` defaults to the worker's, so one `/metrics` shows intake and worker together.
+    """
+    if metrics is None:
+        metrics = worker.metrics if worker is not None else Metrics(settings.sources)
     adapters: dict[str, VendorAdapter] = {
         name: ADAPTERS[source.vendor](source) for name, source in settings.sources.items()
     }
@@ -78,6 +86,19 @@ def create_app(
         return JSONResponse({"status": "ready", **checks})
 
     schema = openapi_schema(VERSION)
+    token = settings.dashboard_token
+    dashboard = dashboard_routes(token, queue, store, list(settings.sources)) if token else []
+    # /metrics is open like most exporters unless a dashboard token is set; then it takes that token.
+    metrics_auth = DashboardAuth(token) if token else None
+
+    async def metrics_endpoint(request: Request) -> Response:
+        if metrics_auth is not None:
+            metrics_auth.require(request)
+        try:
+            depth: dict[str, int] | None = await queue.depth()
+        except QueueUnavailable:
+            depth = None
+        return Response(metrics.render(depth), headers={"Content-Type": CONTENT_TYPE})
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(schema)
@@ -119,6 +140,8 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *dashboard,
         ],
         middleware=[Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)],
         exception_handlers={
@@ -128,4 +151,11 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    return Intake(app, adapters=adapters, queue=queue, max_body_bytes=settings.max_body_bytes, clock=clock)
+    return Intake(
+        app,
+        adapters=adapters,
+        queue=queue,
+        max_body_bytes=settings.max_body_bytes,
+        clock=clock,
+        counters=metrics.intake,
+    )

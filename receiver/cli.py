@@ -76,6 +76,7 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, d
     from processors.worker import Worker
     from receiver.app import create_app
     from receiver.demo import PLAYMENT_SOURCE, send_playment_samples, send_samples
+    from receiver.protocol import BoundedHttpTools
 
     queue, store = _open(settings)
     worker = Worker(settings, queue, store, drain_seconds=RUN_DRAIN_SECONDS) if with_worker else None
@@ -118,6 +119,7 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, d
         timeout_graceful_shutdown=HTTP_GRACE_SECONDS,
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=5,
+        http=BoundedHttpTools,  # head-size cap, request deadline, JSON 400/503 (receiver/protocol.py)
     )
     _server_class()(config).run()
     return 0
@@ -201,13 +203,29 @@ def _dead(settings: Settings, args: argparse.Namespace) -> int:
             if not args.all and not args.ids:
                 print("labelhook: dead replay needs delivery ids or --all", file=sys.stderr)
                 return 2
-            count = await queue.replay(None if args.all else args.ids)
+            count = await (_replay_all(queue) if args.all else queue.replay(args.ids))
             print(f"replayed {count} dead letter(s)")
             return 0 if count or args.all else 1
         finally:
             await queue.close()
 
     return asyncio.run(main())
+
+
+async def _replay_all(queue: Queue, chunk: int = 50) -> int:
+    """`dead replay --all` with a progress bar: list the dead letters, replay them in chunks, then
+    sweep once more for any that died meanwhile (or lay beyond what one listing shows)."""
+    from receiver.progress import Progress
+
+    ids = [d.id for d in await queue.dead_letters(limit=1_000_000)]
+    count = 0
+    with Progress(len(ids), "replaying") as bar:
+        for start in range(0, len(ids), chunk):
+            batch = ids[start : start + chunk]
+            count += await queue.replay(batch)
+            for delivery_id in batch:
+                bar.advance(delivery_id)
+    return count + await queue.replay(None)
 
 
 def _processor(settings: Settings, name: str) -> Any:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from processors.delivery import Delivery
+from processors.metrics import IntakeCounters
 from processors.queue import Queue, QueueUnavailable
 from receiver.errors import NotFound, PayloadTooLarge, ReceiverError, Unavailable, UnsupportedMedia
 from receiver.vendors import IncomingRequest, VendorAdapter
@@ -63,6 +64,7 @@ class Intake:
         queue: Queue,
         max_body_bytes: int,
         clock: Callable[[], float] = time.time,
+        counters: IntakeCounters | None = None,
     ) -> None:
         self.app = app
         self.adapters = adapters
@@ -70,21 +72,26 @@ class Intake:
         self.max_body_bytes = max_body_bytes
         self.clock = clock
         self.new_id = _Ids()
+        # Plain ints, read by /metrics at scrape time: no lock on the hot path.
+        self.counters = counters if counters is not None else IntakeCounters(adapters)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         try:
             status, payload = await self._intake(scope, receive)
         except ReceiverError as exc:
             status, payload = exc.status_code, {"error": exc.code, "detail": exc.detail}
+            self.counters.reject(scope["path"][len(PREFIX) :], exc.code)
             if status == 401:
                 log.info("rejected", extra={"path": scope["path"], "reason": exc.code})
         except _Disconnected:
             return  # the vendor hung up before sending its body: nothing to answer, nothing stored
         except Exception:  # never a traceback to the vendor
             log.exception("unhandled error", extra={"path": scope["path"]})
+            self.counters.reject(scope["path"][len(PREFIX) :], "internal_error")
             status, payload = 500, {"error": "internal_error", "detail": "internal error"}
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
@@ -92,10 +99,14 @@ class Intake:
             headers.append((b"connection", b"close"))  # the rest of an oversized body is not read
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        if status < 300:
+            self.counters.observe_ack(time.perf_counter() - started)
 
     async def _intake(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, object]]:
         name = scope["path"][len(PREFIX) :]
         adapter = self.adapters.get(name)
+        counters = self.counters
+        counters.received[counters.source(name)] += 1
         if adapter is None:
             raise NotFound(f"no source named {name!r}", code="unknown_source")
         headers: dict[str, str] = {}
@@ -111,6 +122,7 @@ class Intake:
         query = dict(parse_qsl(query_string.decode("latin-1"))) if query_string else {}
         now = self.clock()
         callback = adapter.verify(IncomingRequest(headers, query, body), now)
+        counters.verified[name] += 1
         if not callback.enqueue:
             return 200, {"delivery_id": None, "duplicate": False, "queued": False}
         delivery = Delivery(

@@ -11,6 +11,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed body or headers",
         401: "Missing, bad or stale signature or token",
+        403: "Cross-origin request or missing/bad CSRF token",
         404: "Unknown source",
         413: "Body too large",
         415: "Not JSON",
@@ -80,8 +81,28 @@ def openapi_schema(version: str) -> dict[str, Any]:
                     "responses": {"200": {"description": "OpenAPI 3.1", "content": ok_json}},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format 0.0.4)",
+                    "description": "Open when LABELHOOK_DASHBOARD_TOKEN is unset, else needs that token.",
+                    "security": [{}, *_DASHBOARD_AUTH],
+                    "responses": {
+                        "200": {
+                            "description": "Metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+            **_ops_paths(),
         },
         "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic", "description": "the token as password"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "labelhook_session"},
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -96,6 +117,63 @@ def openapi_schema(version: str) -> dict[str, Any]:
                         "duplicate": {"type": "boolean"},
                         "queued": {"type": "boolean"},
                     },
+                },
+            },
+        },
+    }
+
+
+_DASHBOARD_AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"basic": []}, {"session": []}]
+
+
+def _ops_paths() -> dict[str, Any]:
+    """The dashboard and its JSON API: only routed when LABELHOOK_DASHBOARD_TOKEN is set (else 404)."""
+
+    def get(
+        summary: str, *query: str, path: tuple[str, ...] = (), content: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in path]
+        parameters += [{"name": p, "in": "query", "schema": {"type": "string"}} for p in query]
+        body = content or {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}
+        ok = {"200": {"description": summary, "content": body}, **_errors(401)}
+        return {
+            "get": {
+                "summary": summary,
+                "security": _DASHBOARD_AUTH,
+                "parameters": parameters,
+                "responses": ok,
+            }
+        }
+
+    replay_body = {
+        "type": "object",
+        "properties": {"ids": {"type": "array", "items": {"type": "string"}}, "all": {"type": "boolean"}},
+    }
+    return {
+        "/dashboard": get("Ops page (HTML)", "source", "status", content={"text/html": {"schema": {}}}),
+        "/api/deliveries": get("Recent deliveries, newest first", "source", "status", "limit"),
+        "/api/dead-letters": get("Dead letters with their reasons", "limit"),
+        "/api/queue": get(
+            "Queue depth by status", content={"application/json": {"schema": {"type": "object"}}}
+        ),
+        "/api/jobs": get("Known jobs from the job book", "source"),
+        "/api/jobs/{source}/{job}": get(
+            "One job: files, per-class pixel areas, warnings, mask frames",
+            path=("source", "job"),
+            content={"application/json": {"schema": {"type": "object"}}},
+        ),
+        "/api/replay": {
+            "post": {
+                "summary": "Re-queue dead letters",
+                "description": "Cookie or Basic callers also send X-CSRF-Token; cross-origin is refused.",
+                "security": _DASHBOARD_AUTH,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": replay_body}}},
+                "responses": {
+                    "200": {
+                        "description": "How many were re-queued",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_errors(400, 401, 403, 415),
                 },
             }
         },

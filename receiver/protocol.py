@@ -1,0 +1,172 @@
+"""uvicorn's httptools protocol with the limits it lacks: request-head size, request time, JSON errors.
+
+httptools (llhttp) buffers headers without any bound — 50 MB of headers were accepted and held in
+memory — and a client dribbling bytes keeps a connection (and a `--limit-concurrency` slot) forever,
+because every byte resets uvicorn's keep-alive timer. This subclass adds:
+
+- a cap on the request line + headers (``max_head_bytes``, default 64 KiB): 431, then close;
+- a deadline for the whole request to arrive (``request_seconds``): before the head is complete the
+  client gets 408; after it, the connection is closed and the app sees a disconnect (the intake then
+  stores nothing). The deadline ends when the body is complete, so an enqueue is never interrupted;
+- JSON bodies, in the service's error format, for what uvicorn answers itself: the 400 for an
+  unparsable request and the 503 over `--limit-concurrency` (uvicorn's own are `text/plain`).
+
+It relies on three uvicorn internals (`send_400_response`, `_start_asgi_task`, the parser callbacks);
+`tests/test_bad_input_matrix.py` pins the behaviour so an upgrade that moves them fails loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES = 64 * 1024
+REQUEST_SECONDS = 30.0  # the PaaS router's own request timeout: a slower request is already lost
+
+
+def _raw_response(status: int, reason: str, code: str, detail: str) -> bytes:
+    body = json.dumps({"error": code, "detail": detail}, separators=(",", ":")).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+async def _json_service_unavailable(scope: Any, receive: Any, send: Any) -> None:
+    body = b'{"error":"overloaded","detail":"too many concurrent requests; retry later"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                (b"retry-after", b"1"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class BoundedHttpTools(HttpToolsProtocol):
+    """`HttpToolsProtocol` plus a head-size cap, a request deadline and JSON for its own errors."""
+
+    max_head_bytes = MAX_HEAD_BYTES
+    request_seconds = REQUEST_SECONDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+        self._chunk_bytes = 0
+        self._oversize = False
+        self._heads = 0  # heads completed on this connection
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # an idle new connection is not yet covered by uvicorn's keep-alive timer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        was_in_head, heads = self._in_head, self._heads
+        super().data_received(data)
+        # Count only chunks that started and ended inside one head: a chunk that also completed a head
+        # (and maybe a whole request) is not all head bytes. The parser holds at most one chunk beyond
+        # the cap.
+        if was_in_head and self._in_head and heads == self._heads and not self.transport.is_closing():
+            self._chunk_bytes += len(data)
+            if self._chunk_bytes > self.max_head_bytes:
+                self._reject(431, "Request Header Fields Too Large", "headers_too_large", self._too_large)
+
+    # A head that arrives whole in one read is measured exactly by the parser callbacks; one spread
+    # over reads (or never finished: a single endless header) by the chunk count above.
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_head_bytes:
+            self._oversize = True
+            raise _HeadTooLarge  # httptools stops parsing; uvicorn calls send_400_response
+
+    @property
+    def _too_large(self) -> str:
+        return f"request line and headers exceed {self.max_head_bytes} bytes"
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        if self._deadline is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = self._chunk_bytes = 0
+        self._heads += 1
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._in_head = True  # whatever follows on this connection is the next request's head
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._oversize:
+            self._reject(431, "Request Header Fields Too Large", "headers_too_large", self._too_large)
+            return
+        self._disarm()
+        self.transport.write(_raw_response(400, "Bad Request", "bad_request", msg))
+        self.transport.close()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if app is service_unavailable:
+            app = _json_service_unavailable
+        super()._start_asgi_task(cycle, app)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.request_seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._in_head and (self.cycle is None or self.cycle.response_complete):
+            self._reject(
+                408,
+                "Request Timeout",
+                "request_timeout",
+                f"request not received within {self.request_seconds:g} s",
+            )
+            return
+        self.transport.close()  # mid-body: the app sees a disconnect and stores nothing
+
+    def _reject(self, status: int, reason: str, code: str, detail: str) -> None:
+        self._disarm()
+        self.logger.warning("rejected request: %s", code)
+        self.transport.write(_raw_response(status, reason, code, detail))
+        self.transport.close()
