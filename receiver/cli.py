@@ -29,7 +29,7 @@ RUN_DRAIN_SECONDS = 15.0
 WORK_DRAIN_SECONDS = 20.0
 
 
-def _open(settings: Settings) -> tuple[Queue, Store]:
+def open_backends(settings: Settings) -> tuple[Queue, Store]:
     from processors.queue import RetryPolicy, open_queue
     from processors.store import open_store
 
@@ -78,7 +78,7 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, d
     from receiver.demo import PLAYMENT_SOURCE, send_playment_samples, send_samples
     from receiver.protocol import BoundedHttpTools
 
-    queue, store = _open(settings)
+    queue, store = open_backends(settings)
     worker = Worker(settings, queue, store, drain_seconds=RUN_DRAIN_SECONDS) if with_worker else None
     host = args.host
     port = settings.port if args.port is None else args.port
@@ -129,7 +129,7 @@ def _work(settings: Settings) -> int:
     from processors.worker import Worker
 
     async def main() -> None:
-        queue, store = _open(settings)
+        queue, store = open_backends(settings)
         worker = Worker(settings, queue, store, drain_seconds=WORK_DRAIN_SECONDS)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -164,11 +164,11 @@ def _sources(settings: Settings, as_json: bool) -> int:
         }
         for s in settings.sources.values()
     ]
-    _print_rows(rows, as_json)
+    print_rows(rows, as_json)
     return 0
 
 
-def _print_rows(rows: Sequence[dict[str, Any]], as_json: bool) -> None:
+def print_rows(rows: Sequence[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(list(rows), indent=2))
         return
@@ -184,7 +184,7 @@ def _print_rows(rows: Sequence[dict[str, Any]], as_json: bool) -> None:
 
 def _dead(settings: Settings, args: argparse.Namespace) -> int:
     async def main() -> int:
-        queue, _ = _open(settings)
+        queue, _ = open_backends(settings)
         try:
             if args.dead_command == "list":
                 letters = await queue.dead_letters(limit=args.limit)
@@ -198,7 +198,7 @@ def _dead(settings: Settings, args: argparse.Namespace) -> int:
                     }
                     for d in letters
                 ]
-                _print_rows(rows, args.json)
+                print_rows(rows, args.json)
                 return 0
             if not args.all and not args.ids:
                 print("labelhook: dead replay needs delivery ids or --all", file=sys.stderr)
@@ -226,140 +226,6 @@ async def _replay_all(queue: Queue, chunk: int = 50) -> int:
             for delivery_id in batch:
                 bar.advance(delivery_id)
     return count + await queue.replay(None)
-
-
-def _processor(settings: Settings, name: str) -> Any:
-    from processors.vendors import KNOWN_VENDORS
-
-    source = settings.source(name)
-    if source is None:
-        raise SystemExit(f"labelhook: no source named {name!r} (configured: {', '.join(settings.sources)})")
-    return KNOWN_VENDORS[source.vendor].processor_class()(source, settings)
-
-
-def _submit(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.errors import ProcessingError
-    from processors.jobs import JobBook
-    from processors.store import open_store
-    from receiver.progress import Progress
-
-    processor = _processor(settings, args.source)
-    try:
-        with open(args.input, "rb") as handle:
-            payload = json.load(handle)
-    except (OSError, ValueError) as exc:
-        print(f"labelhook: cannot read {args.input}: {exc}", file=sys.stderr)
-        return 2
-    callback_url = processor.callback_url()
-    if callback_url is None:
-        log.warning("LABELHOOK_PUBLIC_URL is unset: the vendor gets no callback URL; run `labelhook poll`")
-    try:
-        total, jobs = processor.prepare_submit(payload, callback_url)
-    except ProcessingError as exc:
-        print(f"labelhook: submit failed: {exc.reason}", file=sys.stderr)
-        return 2
-    book = JobBook(open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url))
-    source = processor.source
-    submitted = []
-    failure = None
-    with Progress(total, f"submitting to {source.name}") as bar:
-        try:
-            # Record each job as soon as the vendor accepts it: if job 6 of 10 fails, jobs 1-5 exist at
-            # the vendor and must still be polled.
-            for job in jobs:
-                book.note(
-                    source=source.name,
-                    vendor=source.vendor,
-                    job_id=job.job_id,
-                    project=job.project,
-                    state="open",
-                    vendor_state=job.vendor_state,
-                    meta=job.meta,
-                )
-                submitted.append(job)
-                bar.advance(job.job_id)
-        except ProcessingError as exc:
-            failure = exc.reason
-    _print_rows(
-        [{"job": j.job_id, "project": j.project, "vendor_state": j.vendor_state} for j in submitted],
-        args.json,
-    )
-    if failure is not None:
-        print(
-            f"labelhook: submit failed after {len(submitted)} of {total} job(s): {failure}", file=sys.stderr
-        )
-        return 2
-    return 0
-
-
-def _poll(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.jobs import JobBook
-    from processors.polling import poll_source
-    from receiver.progress import Progress
-
-    processor = _processor(settings, args.source)
-    if not processor.can_poll:
-        print(f"labelhook: vendor {processor.source.vendor!r} cannot be polled", file=sys.stderr)
-        return 2
-
-    async def main() -> int:
-        queue, store = _open(settings)
-        book = JobBook(store)
-        try:
-            todo = [j for j in book.list(args.source) if j.open and not j.enqueued]
-            with Progress(len(todo), f"polling {args.source}") as bar:
-                summary = await poll_source(
-                    settings, args.source, processor, queue, book, on_job=lambda job: bar.advance(job.job_id)
-                )
-        finally:
-            await queue.close()
-        result = {
-            "checked": summary.checked,
-            "open": summary.still_open,
-            "enqueued": summary.enqueued,
-            "failed": summary.failed,
-            "stuck": summary.stuck,
-            "errors": summary.errors,
-        }
-        print(
-            json.dumps(result)
-            if args.json
-            else f"checked {summary.checked}: {summary.enqueued} enqueued, {summary.still_open} still open, "
-            f"{summary.failed} failed, {len(summary.stuck)} past deadline, {len(summary.errors)} errors"
-        )
-        for error in summary.errors:
-            if not args.json:
-                print(f"  error: {error}")
-        return 1 if summary.errors else 0
-
-    return asyncio.run(main())
-
-
-def _jobs(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.jobs import JobBook
-    from processors.store import open_store
-
-    book = JobBook(open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url))
-    records = book.list(args.source)
-    if args.json:
-        print(json.dumps([r.to_json() for r in records], indent=2))
-        return 0
-    _print_rows(
-        [
-            {
-                "source": r.source,
-                "job": r.job_id,
-                "state": r.state,
-                "vendor_state": r.vendor_state or "",
-                "last_delivery": r.last_delivery or "",
-                "output": r.output or "",
-                "reason": r.reason or "",
-            }
-            for r in records
-        ],
-        False,
-    )
-    return 0
 
 
 def _decode(settings: Settings, args: argparse.Namespace) -> int:
@@ -438,10 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dead(settings, args)
     if args.command == "decode":
         return _decode(settings, args)
-    if args.command == "submit":
-        return _submit(settings, args)
-    if args.command == "poll":
-        return _poll(settings, args)
-    if args.command == "jobs":
-        return _jobs(settings, args)
+    if args.command in ("submit", "poll", "jobs"):
+        from receiver import cli_jobs
+
+        command: int = getattr(cli_jobs, args.command)(settings, args)
+        return command
     return 2
