@@ -45,7 +45,11 @@ def openapi_schema(version: str) -> dict[str, Any]:
                             "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,39}$"},
                         }
                     ],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+                    # Every vendor's callback is a JSON object; its fields are the vendor's (see README).
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
                     "responses": {
                         "202": {
                             "description": "Queued",
