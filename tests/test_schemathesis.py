@@ -7,6 +7,7 @@ per operation (default 60; the default run stays around ten seconds).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,32 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 # The schema the app serves is built from code alone (no app state), so it can be loaded at import time
 # for parametrisation; the first test checks that /openapi.json serves exactly this document.
 SERVED = openapi_schema(VERSION)
-schema = schemathesis.openapi.from_dict(SERVED)
+
+
+def _bounded_bodies(document: dict[str, Any]) -> dict[str, Any]:
+    """The served schema with callback bodies spelled as objects of bounded depth.
+
+    `{"type": "object"}` makes schemathesis draw arbitrarily recursive JSON, and on CPython 3.11.7
+    hypothesis then describes its recursive strategy with `ast.parse` from deep inside the draw, which
+    intermittently dies with "AST constructor recursion depth mismatch" (a CPython bug) — a failure of
+    the tool, not of the server. Two levels of objects/arrays of scalars still exercise every field
+    the adapters read; deep nesting is covered by the bad-input matrix (200 000 levels).
+    """
+    scalar = {"type": ["string", "integer", "number", "boolean", "null"]}
+    inner = {
+        "anyOf": [
+            scalar,
+            {"type": "array", "items": scalar},
+            {"type": "object", "additionalProperties": scalar},
+        ]
+    }
+    bounded = copy.deepcopy(document)
+    content = bounded["paths"]["/hooks/{source}"]["post"]["requestBody"]["content"]["application/json"]
+    content["schema"] = {"type": "object", "additionalProperties": inner}
+    return bounded
+
+
+schema = schemathesis.openapi.from_dict(_bounded_bodies(SERVED))
 
 
 def test_the_fuzzed_schema_is_the_served_one(live: LiveServer) -> None:
