@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,14 +191,24 @@ def _dump(document: Any) -> bytes:
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def decode_command(mask_path: str, result_path: str, out_dir: str, *, max_pixels: int) -> int:
-    """``labelhook decode MASK.png --result RESULT.json --out DIR``; returns the exit status.
+def decode_command(
+    mask_paths: str | Sequence[str],
+    result_path: str,
+    out_dir: str,
+    *,
+    max_pixels: int,
+    on_frame: Callable[[str], None] | None = None,
+) -> int:
+    """``labelhook decode MASK.png [MASK…] --result RESULT.json --out DIR``; returns the exit status.
 
-    Writes ``masks/0/…``, ``labelmap.json`` and ``annotations.json`` under ``out_dir`` only after
-    everything decoded; on a bad input nothing is written, one line goes to stderr and 2 is returned.
+    One mask is frame 0; several are the frames of a video in the order given (``on_frame`` is told
+    as each is decoded, for a progress bar). Writes ``masks/<frame>/…``, ``labelmap.json`` and
+    ``annotations.json`` under ``out_dir`` only after everything decoded; on a bad input nothing is
+    written, one line goes to stderr and 2 is returned.
     """
+    paths = [mask_paths] if isinstance(mask_paths, str) else list(mask_paths)
     try:
-        files = _decode_in_memory(mask_path, result_path, max_pixels)
+        files = _decode_in_memory(paths, result_path, max_pixels, on_frame)
         _write_all(Path(out_dir), files)
     except Permanent as exc:
         print(f"labelhook decode: {exc.reason}".replace("\n", " "), file=sys.stderr)
@@ -207,22 +217,37 @@ def decode_command(mask_path: str, result_path: str, out_dir: str, *, max_pixels
     return 0
 
 
-def _decode_in_memory(mask_path: str, result_path: str, max_pixels: int) -> dict[str, bytes]:
-    try:
-        mask = Path(mask_path).read_bytes()
-    except OSError as exc:
-        raise Permanent(f"cannot read mask {mask_path}: {exc.strerror or exc}") from exc
+def _decode_in_memory(
+    mask_paths: Sequence[str], result_path: str, max_pixels: int, on_frame: Callable[[str], None] | None
+) -> dict[str, bytes]:
     try:
         result = json.loads(Path(result_path).read_bytes())
     except OSError as exc:
         raise Permanent(f"cannot read result {result_path}: {exc.strerror or exc}") from exc
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
         raise Permanent(f"result {result_path} is not valid JSON: {exc}") from exc
+    current = mask_paths[0] if mask_paths else ""
+
+    def frames() -> Iterator[tuple[int, bytes]]:
+        # One mask file in memory at a time: a long video decodes in bounded memory.
+        nonlocal current
+        for index, path in enumerate(mask_paths):
+            current = path
+            try:
+                data = Path(path).read_bytes()
+            except OSError as exc:
+                raise Permanent(f"cannot read mask {path}: {exc.strerror or exc}") from exc
+            yield index, data
+            if on_frame is not None:
+                on_frame(path)
+
     files: dict[str, bytes] = {}
     try:
-        process_segmentation(result, [(0, mask)], files.__setitem__, max_pixels=max_pixels)
+        process_segmentation(result, frames(), files.__setitem__, max_pixels=max_pixels)
     except Permanent as exc:
-        raise Permanent(f"{mask_path}: {exc.reason}") from exc
+        raise Permanent(
+            exc.reason if exc.reason.startswith("cannot read") else f"{current}: {exc.reason}"
+        ) from exc
     return files
 
 

@@ -230,8 +230,15 @@ async def _replay_all(queue: Queue, chunk: int = 50) -> int:
 
 def _decode(settings: Settings, args: argparse.Namespace) -> int:
     from processors.segmentation import decode_command
+    from receiver.progress import Progress
 
-    code: int = decode_command(args.mask, args.result, args.out, max_pixels=settings.max_pixels)
+    if len(args.mask) == 1:
+        code: int = decode_command(args.mask[0], args.result, args.out, max_pixels=settings.max_pixels)
+        return code
+    with Progress(len(args.mask), "decoding") as bar:
+        code = decode_command(
+            args.mask, args.result, args.out, max_pixels=settings.max_pixels, on_frame=bar.advance
+        )
     return code
 
 
@@ -268,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--source", default=None)
     jobs.add_argument("--json", action="store_true")
     decode = sub.add_parser("decode", help="decode one vendor mask offline")
-    decode.add_argument("mask")
+    decode.add_argument("mask", nargs="+", help="the mask PNG; several are a video's frames 0, 1, …")
     decode.add_argument("--result", required=True, help="the vendor result JSON (legend, instances)")
     decode.add_argument("--out", required=True, help="output directory")
     return parser
