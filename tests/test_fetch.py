@@ -101,6 +101,17 @@ def build_app(received: list[tuple[str, dict[str, str]]]) -> Starlette:
     async def loop(request: Request) -> Response:
         return RedirectResponse("/loop")
 
+    async def post(request: Request) -> Response:
+        # A vendor API's create call: echoes the JSON it got, or answers the status in the path.
+        await record(request)
+        code = int(request.path_params["code"])
+        if code == 302:
+            return RedirectResponse("/json", status_code=302)
+        if code >= 300:
+            headers = {"Retry-After": "7"} if code == 429 else {}
+            return JSONResponse({"error": code}, status_code=code, headers=headers)
+        return JSONResponse({"got": await request.json()}, status_code=code)
+
     async def no_location(request: Request) -> Response:
         return Response(b"", status_code=302)
 
@@ -150,6 +161,7 @@ def build_app(received: list[tuple[str, dict[str, str]]]) -> Starlette:
             Route("/hops/{n:int}", hops),
             Route("/loop", loop),
             Route("/no-location", no_location),
+            Route("/post/{code:int}", post, methods=["POST"]),
             Route("/secure", secure),
             Route("/public", public),
             Route("/signed/{name}", public),
@@ -709,3 +721,40 @@ def test_pinned_https_uses_the_name_for_sni_and_the_certificate(tls_files: tuple
             # And the name is still https-only: the address allow-list does not admit http.
             with pytest.raises(Permanent, match="http is only allowed"):
                 fetcher.get_json(f"http://vendor.test:{live.port}/json")
+
+
+def test_post_json_sends_the_body_and_parses_the_answer(server: Server) -> None:
+    with make_fetcher(*LOCAL) as fetcher:
+        answer = fetcher.post_json(
+            server.url + "/post/201", json_body={"job": 1}, headers={"x-api-key": "k1"}
+        )
+    assert answer == {"got": {"job": 1}}
+    path, headers = server.received[-1]
+    assert path == "/post/201" and headers["x-api-key"] == "k1" and headers["accept"] == "application/json"
+
+
+def test_post_json_maps_statuses_like_gets(server: Server) -> None:
+    with make_fetcher(*LOCAL) as fetcher:
+        with pytest.raises(HTTPStatusRetryable) as throttled:
+            fetcher.post_json(server.url + "/post/429", json_body={})
+        assert throttled.value.retry_after == 7 and throttled.value.reason.startswith("POST ")
+        with pytest.raises(HTTPStatusPermanent) as missing:
+            fetcher.post_json(server.url + "/post/404?sig=secret", json_body={})
+        assert missing.value.status == 404 and "secret" not in missing.value.reason
+
+
+def test_post_json_does_not_follow_redirects(server: Server) -> None:
+    with make_fetcher(*LOCAL) as fetcher, pytest.raises(HTTPStatusPermanent) as err:
+        fetcher.post_json(server.url + "/post/302", json_body={"job": 1})
+    assert err.value.status == 302
+    assert [path for path, _ in server.received[-1:]] == ["/post/302"]  # /json was never requested
+
+
+def test_post_json_goes_through_the_guard() -> None:
+    tripwire = Tripwire()
+    with (
+        make_fetcher(transport=tripwire, resolver=FakeDNS({"vendor.test": ["10.0.0.5"]})) as fetcher,
+        pytest.raises(Permanent, match="refused to fetch"),
+    ):
+        fetcher.post_json("https://vendor.test/jobs", json_body={"job": 1})
+    assert tripwire.seen == []

@@ -59,30 +59,30 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     return max(0.0, when.timestamp() - now())
 
 
-def error_for_status(response: httpx.Response, url: httpx.URL) -> Retryable | Permanent:
-    """The error for a non-2xx, non-redirect ``response`` to a GET of ``url``."""
+def error_for_status(response: httpx.Response, url: httpx.URL, method: str = "GET") -> Retryable | Permanent:
+    """The error for a non-2xx, non-redirect ``response`` to a ``method`` request of ``url``."""
     status = response.status_code
     where = redact_url(url)
     phrase = f"{status} {response.reason_phrase}".strip()
     if status == 429 or status >= 500:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return HTTPStatusRetryable(
-            f"GET {where} answered {phrase}", status=status, url=where, retry_after=retry_after
+            f"{method} {where} answered {phrase}", status=status, url=where, retry_after=retry_after
         )
-    return HTTPStatusPermanent(f"GET {where} answered {phrase}", status=status, url=where)
+    return HTTPStatusPermanent(f"{method} {where} answered {phrase}", status=status, url=where)
 
 
-def translate_httpx_error(exc: httpx.HTTPError, url: httpx.URL) -> Retryable | Permanent:
+def translate_httpx_error(exc: httpx.HTTPError, url: httpx.URL, method: str = "GET") -> Retryable | Permanent:
     """Map an httpx exception raised while fetching ``url``: network trouble retries, a bad URL does not."""
     where = redact_url(url)
     kind = type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
-        return Retryable(f"GET {where} timed out ({kind})")
+        return Retryable(f"{method} {where} timed out ({kind})")
     if isinstance(exc, httpx.UnsupportedProtocol):
-        return Permanent(f"GET {where}: unsupported URL scheme")
+        return Permanent(f"{method} {where}: unsupported URL scheme")
     if isinstance(exc, httpx.TransportError | httpx.DecodingError):
         # DecodingError: a truncated or corrupted compressed body, as likely transient as a reset.
         # httpcore's messages ("[Errno 111] Connection refused", "certificate verify failed") name no URL.
         detail = str(exc).splitlines()[0][:200] if str(exc) else ""
-        return Retryable(f"GET {where} failed: {kind}" + (f": {detail}" if detail else ""))
-    return Permanent(f"GET {where} failed: {kind}")
+        return Retryable(f"{method} {where} failed: {kind}" + (f": {detail}" if detail else ""))
+    return Permanent(f"{method} {where} failed: {kind}")

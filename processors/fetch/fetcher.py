@@ -1,4 +1,4 @@
-"""`Fetcher`: GETs through the guarded client with our redirects, byte cap, deadline and error mapping."""
+"""`Fetcher`: GETs and vendor-API POSTs through the guarded client: redirects, caps, deadline, errors."""
 
 from __future__ import annotations
 
@@ -212,6 +212,64 @@ class Fetcher:
                 return json.loads(body)
             except ValueError:  # JSONDecodeError and UnicodeDecodeError
                 raise Permanent(f"GET {stream.url} answered invalid JSON") from None
+
+    def post_json(
+        self,
+        url: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+    ) -> Any:
+        """POST to ``url`` (a vendor API: create a job, start an export) and parse the JSON answer.
+
+        Same guard, timeouts, byte cap and error mapping as the GETs. Redirects are not followed: a
+        POST re-sent to wherever a server points would carry its body and credentials there. An empty
+        2xx body gives None.
+        """
+        cap = self._max_bytes if max_bytes is None else max_bytes
+        deadline = self._clock() + self._deadline
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL:
+            raise Permanent(f"cannot POST to {url.split('?', 1)[0]!r}: invalid URL") from None
+        request = self._client.build_request(
+            "POST",
+            target,
+            json=json_body,
+            content=content,
+            headers={"Accept": "application/json", **(headers or {})},
+            timeout=self._timeout(target, deadline),
+        )
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise translate_httpx_error(exc, target, "POST") from exc
+        try:
+            if not 200 <= response.status_code < 300:
+                raise error_for_status(response, target, "POST")
+            declared = _declared_length(response)
+            if declared is not None and declared > cap:
+                raise _too_big(target, cap, declared=declared)
+            body = b"".join(
+                Stream(
+                    response,
+                    target,
+                    max_bytes=cap,
+                    deadline=deadline,
+                    seconds=self._deadline,
+                    clock=self._clock,
+                )
+            )
+        finally:
+            response.close()
+        if not body.strip():
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise Permanent(f"POST {redact_url(target)} answered invalid JSON") from None
 
     def download(
         self,

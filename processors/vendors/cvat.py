@@ -38,7 +38,7 @@ _CONTENT_TYPES = {".png": "image/png", ".json": "application/json"}
 
 
 class CvatProcessor(Processor):
-    """Processes `update:job` completions of one CVAT server. ``post_client`` (guarded) sends the POST."""
+    """Processes `update:job` completions of one CVAT server."""
 
     def __init__(
         self,
@@ -46,25 +46,17 @@ class CvatProcessor(Processor):
         settings: Settings,
         *,
         fetcher: Fetcher | None = None,
-        post_client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(source, settings, fetcher=fetcher)
-        self._post_client = post_client
         self._sleep = sleep
         self._clock = clock
 
     def client(self) -> CvatClient:
-        if self._post_client is None:
-            from processors.fetch import make_client
-
-            self._post_client = make_client(self.settings)
         if not (self.source.api_url and self.source.api_key):
             raise Permanent("CVAT API_URL and API_KEY must be configured")
-        return CvatClient(
-            self.fetcher, self.source.api_url, self.source.api_key.reveal(), post=self._post_client
-        )
+        return CvatClient(self.fetcher, self.source.api_url, self.source.api_key.reveal())
 
     def process(self, delivery: Delivery, out: JobWriter) -> dict[str, Any]:
         out.write("callback.json", delivery.body, "application/json")

@@ -13,10 +13,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-import httpx
-
 from processors.errors import Permanent, Retryable
-from processors.fetch import HTTPStatusPermanent, HTTPStatusRetryable, parse_retry_after, redact_url
+from processors.fetch import HTTPStatusPermanent, HTTPStatusRetryable
 
 if TYPE_CHECKING:
     from processors.fetch import Fetcher, Stream
@@ -31,12 +29,11 @@ MAX_LABEL_PAGES = 200
 class CvatClient:
     """Blocking client for ``{api_url}/api``; every method raises only `Retryable` / `Permanent`."""
 
-    def __init__(self, fetcher: Fetcher, api_url: str, api_key: str, *, post: httpx.Client) -> None:
+    def __init__(self, fetcher: Fetcher, api_url: str, api_key: str) -> None:
         self._fetcher = fetcher
         self._base = api_url.rstrip("/")
         scheme = api_key.split(" ", 1)[0].lower()
         self._auth = api_key if scheme in ("token", "basic", "bearer") else f"Token {api_key}"
-        self._post = post
 
     def url(self, path: str, **query: Any) -> str:
         suffix = f"?{urlencode(query)}" if query else ""
@@ -115,27 +112,18 @@ class CvatClient:
             ) from exc
 
     def _post_json(self, url: str, *, what: str) -> Any:
-        where = redact_url(url)
-        headers = {"Authorization": self._auth, "Accept": "application/json"}
         try:
-            response = self._post.post(url, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise Retryable(f"CVAT {what}: POST {where} timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise Retryable(f"CVAT {what}: POST {where} failed: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            raise Permanent(f"CVAT {what}: POST {where} failed: {type(exc).__name__}") from exc
-        status = response.status_code
-        reason = f"CVAT {what}: POST {where} answered {status} {response.reason_phrase}".strip()
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise HTTPStatusRetryable(reason, status=status, url=where, retry_after=retry_after)
-        if not 200 <= status < 300:
-            raise HTTPStatusPermanent(reason, status=status, url=where)
-        try:
-            return response.json()
-        except ValueError:
-            raise Permanent(f"CVAT {what}: POST {where} answered malformed JSON") from None
+            return self._fetcher.post_json(url, headers={"Authorization": self._auth})
+        except HTTPStatusRetryable as exc:
+            raise HTTPStatusRetryable(
+                f"CVAT {what}: {exc.reason}", status=exc.status, url=exc.url, retry_after=exc.retry_after
+            ) from exc
+        except HTTPStatusPermanent as exc:
+            raise HTTPStatusPermanent(f"CVAT {what}: {exc.reason}", status=exc.status, url=exc.url) from exc
+        except Retryable as exc:
+            raise Retryable(f"CVAT {what}: {exc.reason}", retry_after=exc.retry_after) from exc
+        except Permanent as exc:
+            raise Permanent(f"CVAT {what}: {exc.reason}") from exc
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

@@ -19,16 +19,13 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from processors.errors import Permanent
-from processors.fetch import HTTPStatusPermanent, make_client, redact_url
+from processors.fetch import HTTPStatusPermanent, redact_url
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.superai_api import DEFAULT_API_URL, SuperAIClient
 
 if TYPE_CHECKING:
-    import httpx
-
-    from processors.config import Settings, SourceConfig
+    from processors.config import SourceConfig
     from processors.delivery import Delivery
-    from processors.fetch import Fetcher
     from processors.jobs import JobRecord
     from processors.store import JobWriter
 
@@ -102,26 +99,10 @@ class SuperAIProcessor(Processor):
 
     callback_token_in_url = True
 
-    def __init__(
-        self,
-        source: SourceConfig,
-        settings: Settings,
-        *,
-        fetcher: Fetcher | None = None,
-        post_client: httpx.Client | None = None,
-    ) -> None:
-        super().__init__(source, settings, fetcher=fetcher)
-        self._post_client = post_client
-
     @property
     def api(self) -> SuperAIClient:
-        if self._post_client is None:
-            # POSTs pass the same SSRF guard as every fetch.
-            self._post_client = make_client(self.settings)
         key = self.source.api_key.reveal() if self.source.api_key else None
-        return SuperAIClient(
-            self.fetcher, self.source.api_url or DEFAULT_API_URL, key, post=self._post_client
-        )
+        return SuperAIClient(self.fetcher, self.source.api_url or DEFAULT_API_URL, key)
 
     # -- processing -------------------------------------------------------------------------------
 

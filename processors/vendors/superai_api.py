@@ -11,10 +11,8 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
-
-from processors.errors import Permanent, Retryable
-from processors.fetch import HTTPStatusPermanent, parse_retry_after, redact_url
+from processors.errors import Permanent
+from processors.fetch import HTTPStatusPermanent
 
 if TYPE_CHECKING:
     from processors.fetch import Fetcher
@@ -30,11 +28,10 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 class SuperAIClient:
     """Blocking client for ``{api_url}/v1``; every method raises only `Retryable` / `Permanent`."""
 
-    def __init__(self, fetcher: Fetcher, api_url: str, api_key: str | None, *, post: httpx.Client) -> None:
+    def __init__(self, fetcher: Fetcher, api_url: str, api_key: str | None) -> None:
         self._fetcher = fetcher
         self._base = api_url.rstrip("/")
         self._api_key = api_key
-        self._post = post
 
     def _headers(self) -> dict[str, str]:
         if not self._api_key:
@@ -85,24 +82,5 @@ class SuperAIClient:
     def create_jobs(self, app_id: str, body: bytes) -> Any:
         """``POST /v1/apps/{app_id}/jobs`` with an already encoded (and size-checked) JSON body."""
         url = f"{self._base}/v1/apps/{quote(app_id, safe='')}/jobs"
-        where = redact_url(url)
-        headers = {**self._headers(), "Content-Type": "application/json", "Accept": "application/json"}
-        try:
-            response = self._post.post(url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise Retryable(f"POST {where} timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise Retryable(f"POST {where} failed: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            raise Permanent(f"POST {where} failed: {type(exc).__name__}") from exc
-        status = response.status_code
-        phrase = f"{status} {response.reason_phrase}".strip()
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise Retryable(f"POST {where} answered {phrase}", retry_after=retry_after)
-        if not 200 <= status < 300:
-            raise Permanent(f"POST {where} answered {phrase}")
-        try:
-            return response.json()
-        except ValueError:
-            raise Permanent(f"POST {where} answered malformed JSON") from None
+        headers = {**self._headers(), "Content-Type": "application/json"}
+        return self._fetcher.post_json(url, content=body, headers=headers, max_bytes=MAX_JSON_BYTES)
