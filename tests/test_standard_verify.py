@@ -120,3 +120,14 @@ def test_deeply_nested_json_is_refused_cheaply() -> None:
     body = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(BadRequest):
         adapter().verify(request(sign(body, "m", timestamp=NOW), body), NOW)
+
+
+def test_svix_header_names_are_accepted_too() -> None:
+    signed = sign(BODY, "msg_svix", timestamp=NOW)
+    svix = {name.replace("webhook-", "svix-"): value for name, value in signed.items()}
+    assert adapter().verify(request(svix), NOW).dedupe_key == "acme:msg_svix"
+    forged = dict(
+        svix, **{"svix-signature": sign(BODY + b" ", "msg_svix", timestamp=NOW)["webhook-signature"]}
+    )
+    with pytest.raises(Unauthorized):
+        adapter().verify(request(forged), NOW)

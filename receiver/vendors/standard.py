@@ -31,9 +31,12 @@ class StandardAdapter(VendorAdapter):
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         headers = request.headers
-        msg_id = headers.get("webhook-id", "")
-        timestamp_raw = headers.get("webhook-timestamp", "")
-        signature_header = headers.get("webhook-signature", "")
+        # Svix, the most common Standard Webhooks sender, names the same three headers `svix-*` (its
+        # own library maps them the same way); the `webhook-*` spelling wins when both are present.
+        prefix = "webhook-" if "webhook-signature" in headers or "svix-signature" not in headers else "svix-"
+        msg_id = headers.get(prefix + "id", "")
+        timestamp_raw = headers.get(prefix + "timestamp", "")
+        signature_header = headers.get(prefix + "signature", "")
         if not (msg_id and timestamp_raw and signature_header):
             raise Unauthorized(
                 "webhook-id, webhook-timestamp and webhook-signature are required", code="missing_signature"
