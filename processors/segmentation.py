@@ -57,24 +57,22 @@ def process_segmentation(
     an undecodable or oversized frame, or a repeated frame index.
     """
     labelmap = build_labelmap(*_legend_and_instances(result))
-    job = _JobAnnotations(labelmap)
-    for frame_index, data in frames:
-        if not isinstance(frame_index, int) or frame_index < 0:
-            raise Permanent(f"frame index {frame_index!r} is not a non-negative integer")
-        if frame_index in job.frame_indices:
-            raise Permanent(f"frame {frame_index} appears twice")
-        try:
-            masks = decode_frame(read_rgba(data, max_pixels=max_pixels), labelmap)
-        except Permanent as exc:
-            raise Permanent(f"frame {frame_index}: {exc.reason}") from exc
-        write(f"masks/{frame_index}/semantic.png", encode_semantic_png(masks.semantic, labelmap))
-        write(f"masks/{frame_index}/instances.png", encode_instances_png(masks.instances))
-        job.add(frame_index, masks)
-    if not job.frame_indices:
-        raise Permanent("segmentation result has no mask frames")
-    write("labelmap.json", _dump([entry.as_json() for entry in labelmap.classes]))
-    write("annotations.json", _dump(job.coco()))
-    return job.summary()
+
+    def decoded() -> Iterator[tuple[int, FrameMasks]]:
+        # One frame decoded at a time: a video never holds more than one frame's arrays.
+        for frame_index, data in frames:
+            _check_frame_index(frame_index)
+            try:
+                yield frame_index, decode_frame(read_rgba(data, max_pixels=max_pixels), labelmap)
+            except Permanent as exc:
+                raise Permanent(f"frame {frame_index}: {exc.reason}") from exc
+
+    return write_frame_masks(labelmap, decoded(), write)
+
+
+def _check_frame_index(frame_index: Any) -> None:
+    if not isinstance(frame_index, int) or isinstance(frame_index, bool) or frame_index < 0:
+        raise Permanent(f"frame index {frame_index!r} is not a non-negative integer")
 
 
 def write_frame_masks(
@@ -87,6 +85,7 @@ def write_frame_masks(
     """
     job = _JobAnnotations(labelmap)
     for frame_index, masks in frames:
+        _check_frame_index(frame_index)
         if frame_index in job.frame_indices:
             raise Permanent(f"frame {frame_index} appears twice")
         write(f"masks/{frame_index}/semantic.png", encode_semantic_png(masks.semantic, labelmap))
