@@ -7,7 +7,7 @@ per operation (default 60; the default run stays around ten seconds).
 
 from __future__ import annotations
 
-import copy
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from processors.config import load_settings
 from processors.queue import open_queue
@@ -52,30 +53,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 SERVED = openapi_schema(VERSION)
 
 
-def _bounded_bodies(document: dict[str, Any]) -> dict[str, Any]:
-    """The served schema with callback bodies spelled as objects of bounded depth.
-
-    `{"type": "object"}` makes schemathesis draw arbitrarily recursive JSON, and on CPython 3.11.7
-    hypothesis then describes its recursive strategy with `ast.parse` from deep inside the draw, which
-    intermittently dies with "AST constructor recursion depth mismatch" (a CPython bug) — a failure of
-    the tool, not of the server. Two levels of objects/arrays of scalars still exercise every field
-    the adapters read; deep nesting is covered by the bad-input matrix (200 000 levels).
-    """
-    scalar = {"type": ["string", "integer", "number", "boolean", "null"]}
-    inner = {
-        "anyOf": [
-            scalar,
-            {"type": "array", "items": scalar},
-            {"type": "object", "additionalProperties": scalar},
-        ]
-    }
-    bounded = copy.deepcopy(document)
-    content = bounded["paths"]["/hooks/{source}"]["post"]["requestBody"]["content"]["application/json"]
-    content["schema"] = {"type": "object", "additionalProperties": inner}
-    return bounded
-
-
-schema = schemathesis.openapi.from_dict(_bounded_bodies(SERVED))
+# The intake (`POST /hooks/{source}`) is fuzzed below with strategies of our own: schemathesis draws
+# arbitrary JSON bodies with recursive strategies whose lambdas hypothesis describes by parsing their
+# source with `ast`, which on CPython 3.11.7 intermittently dies with "AST constructor recursion depth
+# mismatch" (a CPython bug, reported by hypothesis as a flaky failure of this test, not of the server).
+schema = schemathesis.openapi.from_dict(SERVED).exclude(path="/hooks/{source}", method="POST")
 
 
 def test_the_fuzzed_schema_is_the_served_one(live: LiveServer) -> None:
@@ -102,3 +84,54 @@ def test_no_generated_request_gets_a_server_error(live: LiveServer, case: Any) -
         payload = response.json()
         assert set(payload) == {"error", "detail"}, payload
         assert "Traceback" not in response.text
+
+
+def _json_children(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    # A named function, not a lambda: hypothesis describes it without parsing source.
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    _json_children,
+    max_leaves=20,
+)
+
+
+def _encoded(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _signature_like(text: str) -> str:
+    return "v1," + text
+
+
+# Printable ASCII without edge spaces: what an HTTP client can put in a header at all.
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=80)
+
+
+@given(
+    source=st.sampled_from(["acme", "nobody", "ACME", "a" * 41]),
+    body=st.one_of(JSON_VALUES.map(_encoded), st.binary(max_size=300)),
+    content_type=st.sampled_from(["application/json", "text/plain", "application/x+json", ""]),
+    msg_id=HEADER_TEXT,
+    timestamp=st.one_of(st.integers(-(2**40), 2**40).map(str), HEADER_TEXT),
+    signature=st.one_of(HEADER_TEXT, HEADER_TEXT.map(_signature_like)),
+)
+@settings(
+    max_examples=EXAMPLES * 3,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
+def test_fuzzed_callbacks_never_get_a_server_error(
+    live: LiveServer, source: str, body: bytes, content_type: str, msg_id: str, timestamp: str, signature: str
+) -> None:
+    headers = {"webhook-id": msg_id, "webhook-timestamp": timestamp, "webhook-signature": signature}
+    if content_type:
+        headers["content-type"] = content_type
+    response = httpx.post(f"{live.url}/hooks/{source}", content=body, headers=headers, timeout=10)
+    assert response.status_code in (400, 401, 404, 413, 415), (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    assert set(response.json()) == {"error", "detail"}
