@@ -152,6 +152,7 @@ def _ops_paths() -> dict[str, Any]:
     replay_body = {
         "type": "object",
         "properties": {"ids": {"type": "array", "items": {"type": "string"}}, "all": {"type": "boolean"}},
+        "additionalProperties": False,
     }
     return {
         "/dashboard": get("Ops page (HTML)", "source", "status", content={"text/html": {"schema": {}}}),
