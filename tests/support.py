@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -10,14 +11,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
 from processors.config import DEMO_SECRET
+from processors.delivery import Delivery, new_delivery_id
+from processors.queue.sqlite import SQLiteQueue
 from receiver.demo import signed_request
 
 T = TypeVar("T")
@@ -120,3 +124,48 @@ def queue_rows(db: Path) -> dict[str, tuple[str, int]]:
     """dedupe_key → (status, attempts), read straight from the SQLite file (read-only)."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
         return {k: (s, a) for k, s, a in conn.execute("SELECT dedupe_key, status, attempts FROM deliveries")}
+
+
+def is_up(url: str) -> bool:
+    """True once a labelhook at ``url`` answers `/healthz`."""
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def run_cli(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a one-shot `labelhook ARGS…` command to completion, capturing its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def enqueue_deliveries(db: Path, job_ids: Sequence[str], body: Callable[[str], bytes]) -> list[Delivery]:
+    """Put Standard Webhooks deliveries for source `acme` straight into the SQLite queue at ``db``."""
+
+    async def main() -> list[Delivery]:
+        queue = SQLiteQueue(str(db))
+        items = [
+            Delivery(
+                id=new_delivery_id(),
+                source="acme",
+                vendor="standard",
+                dedupe_key=f"acme:{job}",
+                job_id=job,
+                project="acme",
+                body=body(job),
+                received_at=time.time(),
+            )
+            for job in job_ids
+        ]
+        await asyncio.gather(*(queue.enqueue(d) for d in items))
+        await queue.close()
+        return items
+
+    return asyncio.run(main())

@@ -31,7 +31,7 @@ from processors.store.s3 import S3Store
 from processors.vendors.base import Processor
 from processors.worker import Worker
 from tests.conftest import AWS_TEST_ENV
-from tests.support import callback_body, cli_env, free_port, labelhook, sign, wait_for
+from tests.support import callback_body, cli_env, free_port, is_up, labelhook, sign, wait_for
 
 
 @dataclass
@@ -97,18 +97,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     sqs.delete_queue(QueueUrl=dlq)
 
 
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def start_web(backend: Backend) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     web = labelhook("serve", env={**backend.env, "PORT": str(port), "HOST": "127.0.0.1"}, cwd=backend.tmp)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _up(url), timeout=30, what="labelhook serve")
+    wait_for(lambda: is_up(url), timeout=30, what="labelhook serve")
     return web, url
 
 

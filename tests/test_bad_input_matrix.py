@@ -39,7 +39,17 @@ from processors.store import open_store
 from receiver.app import create_app
 from receiver.protocol import BoundedHttpTools
 from tests.faults import ScriptedServer
-from tests.support import SECRET, LiveServer, callback_body, cli_env, free_port, labelhook, sign, wait_for
+from tests.support import (
+    SECRET,
+    LiveServer,
+    callback_body,
+    cli_env,
+    free_port,
+    is_up,
+    labelhook,
+    sign,
+    wait_for,
+)
 
 # --- HTTP ------------------------------------------------------------------------------------------
 
@@ -310,7 +320,7 @@ def test_serve_uses_the_bounded_protocol_and_default_limits(tmp_path: Path) -> N
     port = free_port()
     proc = labelhook("serve", env=cli_env(tmp_path, PORT=str(port)), cwd=tmp_path)
     try:
-        wait_for(lambda: _up(port), timeout=30, what="labelhook serve up")
+        wait_for(lambda: is_up(f"http://127.0.0.1:{port}"), timeout=30, what="labelhook serve up")
         status, _, body = exchange(port, request(BODY, {**signed(BODY), "X-Pad": "a" * 100_000}))
         assert status == 431 and json.loads(body)["error"] == "headers_too_large"
         status, _, body = exchange(port, b"\x00\x01garbage\r\n\r\n")
@@ -319,13 +329,6 @@ def test_serve_uses_the_bounded_protocol_and_default_limits(tmp_path: Path) -> N
         proc.terminate()
         proc.wait(30)
     assert _settings(tmp_path).limit_concurrency == 128
-
-
-def _up(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # --- vendor-chosen URLs (SSRF) ----------------------------------------------------------------------
@@ -482,7 +485,7 @@ def test_no_configured_secret_appears_in_logs_responses_or_schema(tmp_path: Path
         answers: list[bytes] = []
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_for(lambda: _up(port), timeout=30, what="labelhook run up")
+            wait_for(lambda: is_up(f"http://127.0.0.1:{port}"), timeout=30, what="labelhook run up")
             for i, (body, headers) in enumerate(
                 [
                     (BODY, sign(BODY + b"x", "w1")),
@@ -557,4 +560,4 @@ def test_a_source_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
         )
         assert done.returncode == 2, (command, done.stdout, done.stderr)
         assert "LABELHOOK_ACME_SECRET is required" in done.stderr
-        assert not _up(port)
+        assert not is_up(f"http://127.0.0.1:{port}")

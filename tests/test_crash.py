@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,36 +13,28 @@ from typing import Any
 import httpx
 
 from processors.config import Settings
-from processors.delivery import Delivery, new_delivery_id
+from processors.delivery import Delivery
 from processors.errors import Retryable
 from processors.queue.sqlite import SQLiteQueue
 from processors.store import JobWriter, open_store
 from processors.vendors.base import Processor
 from processors.worker import Worker
-from tests.support import callback_body, cli_env, free_port, labelhook, queue_rows, sign, wait_for
+from tests.support import (
+    callback_body,
+    cli_env,
+    enqueue_deliveries,
+    free_port,
+    is_up,
+    labelhook,
+    queue_rows,
+    run_cli,
+    sign,
+    wait_for,
+)
 
 
 def enqueue_many(db: Path, count: int) -> list[Delivery]:
-    async def main() -> list[Delivery]:
-        queue = SQLiteQueue(str(db))
-        items = [
-            Delivery(
-                id=new_delivery_id(),
-                source="acme",
-                vendor="standard",
-                dedupe_key=f"acme:m{i}",
-                job_id=f"m{i}",
-                project="acme",
-                body=callback_body(f"m{i}"),
-                received_at=time.time(),
-            )
-            for i in range(count)
-        ]
-        await asyncio.gather(*(queue.enqueue(d) for d in items))
-        await queue.close()
-        return items
-
-    return asyncio.run(main())
+    return enqueue_deliveries(db, [f"m{i}" for i in range(count)], callback_body)
 
 
 def manifests(out: Path) -> dict[str, dict[str, Any]]:
@@ -127,25 +117,11 @@ def test_failing_processor_dead_letters_with_reason_then_replay_processes_it(
     )
     assert failing.calls == 3
     env = cli_env(tmp_path)
-    listed = subprocess.run(
-        [sys.executable, "-m", "receiver", "dead", "list", "--json"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    listed = run_cli("dead", "list", "--json", env=env, cwd=tmp_path)
     [row] = json.loads(listed.stdout)
     assert row["id"] == item.id and row["attempts"] == 3
     assert "gave up after 3 attempts: vendor answered 503" in row["reason"]
-    replay = subprocess.run(
-        [sys.executable, "-m", "receiver", "dead", "replay", item.id],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    replay = run_cli("dead", "replay", item.id, env=env, cwd=tmp_path)
     assert replay.returncode == 0 and "replayed 1" in replay.stdout
 
     async def done() -> bool:
@@ -164,7 +140,7 @@ def test_sigterm_on_run_drains_in_time_and_nothing_acked_is_lost(tmp_path: Path)
     env = cli_env(tmp_path, PORT=str(port), LABELHOOK_WORKER_CONCURRENCY="1")
     run = labelhook("run", env=env, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _up(url), timeout=20, what="labelhook run up")
+    wait_for(lambda: is_up(url), timeout=20, what="labelhook run up")
 
     def send(i: int) -> tuple[str, int]:
         body = callback_body(f"t{i}")
@@ -199,19 +175,12 @@ def test_sigterm_on_run_drains_in_time_and_nothing_acked_is_lost(tmp_path: Path)
     assert all(s == "done" for s, _ in queue_rows(tmp_path / "queue.db").values())
 
 
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_deliveries_acked_just_before_sigkill_of_the_web_process_are_in_the_queue(tmp_path: Path) -> None:
     port = free_port()
     env = cli_env(tmp_path, PORT=str(port))
     web = labelhook("serve", env=env, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _up(url), timeout=20, what="labelhook serve up")
+    wait_for(lambda: is_up(url), timeout=20, what="labelhook serve up")
     acked: list[str] = []
     killed = False
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from processors.config import Settings
-from processors.delivery import Delivery, new_delivery_id
+from processors.delivery import Delivery
 from processors.errors import Permanent
 from processors.queue import RetryPolicy
 from processors.queue.sqlite import SQLiteQueue
@@ -45,7 +45,17 @@ from tests.faults import (
     tally,
     up,
 )
-from tests.support import SECRET, LiveServer, cli_env, free_port, labelhook, queue_rows, sign, wait_for
+from tests.support import (
+    SECRET,
+    LiveServer,
+    cli_env,
+    enqueue_deliveries,
+    free_port,
+    labelhook,
+    queue_rows,
+    sign,
+    wait_for,
+)
 
 KILLS = int(os.environ.get("LABELHOOK_FAULT_KILLS", "4"))
 
@@ -108,27 +118,7 @@ def test_kill_9_of_web_and_worker_under_load_loses_and_duplicates_nothing(tmp_pa
 
 
 def _enqueue(db: Path, count: int, prefix: str) -> list[Delivery]:
-    async def main() -> list[Delivery]:
-        queue = SQLiteQueue(str(db))
-        items = [
-            Delivery(
-                id=new_delivery_id(),
-                source="acme",
-                vendor="standard",
-                dedupe_key=f"acme:{prefix}{i}",
-                job_id=f"{prefix}{i}",
-                project="acme",
-                body=delivery_body(f"{prefix}{i}"),
-                received_at=time.time(),
-            )
-            for i in range(count)
-        ]
-        for d in items:
-            await queue.enqueue(d)
-        await queue.close()
-        return items
-
-    return asyncio.run(main())
+    return enqueue_deliveries(db, [f"{prefix}{i}" for i in range(count)], delivery_body)
 
 
 def _run_worker(worker: Worker, queue: SQLiteQueue, count: int, timeout: float = 60) -> dict[str, int]:
