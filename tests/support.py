@@ -121,7 +121,17 @@ def free_port() -> int:
 
 
 def queue_rows(db: Path) -> dict[str, tuple[str, int]]:
-    """dedupe_key → (status, attempts), read straight from the SQLite file (read-only)."""
+    """dedupe_key → (status, attempts), read straight from the SQLite file (read-only) after indexing
+    the intake journal, as every reader of the queue does: acked deliveries may still be only there."""
+
+    async def index() -> None:
+        queue = SQLiteQueue(str(db))
+        try:
+            await queue.index()
+        finally:
+            await queue.close()
+
+    asyncio.run(index())
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
         return {k: (s, a) for k, s, a in conn.execute("SELECT dedupe_key, status, attempts FROM deliveries")}
 

@@ -2,16 +2,19 @@
 
 A caller's statement joins a pending batch; a flush runs the batch's statements on the event loop
 thread and hands only the COMMIT (`synchronous=FULL`: the WAL is fsynced before it returns) to one
-commit thread. While that commit is on disk, new requests are verified and pile up for the next
-batch, which starts the moment the commit returns — so batches grow with load and the loop never
-waits for the disk. Each caller's future is settled only after its own commit succeeded: nothing is
-acknowledged before it is durable. At rest a single enqueue pays one commit.
+commit thread. While that commit is on disk, new operations pile up for the next batch, which starts
+the moment the commit returns — so batches grow with load and the loop never waits for the disk. Each
+caller's future is settled only after its own commit succeeded.
+
+Callback ingest does not come through here: the receiver acknowledges through the intake journal
+(`journal.py`), whose records the queue indexes into the table below in large batches. This carries
+the worker's traffic — index + claim, ack, retry, heartbeats — and the dashboard's and CLI's.
 
 Why not run everything on a writer thread: a thread that touches Python objects between SQLite calls
-fights the event loop for the GIL at every statement; measured, that capped ingest at a fifth of this
-design (bench/ingest.py). Here the commit thread takes the GIL twice per batch. A lock held by another
-process (a separate `labelhook work`) is waited for at most `BUSY_TIMEOUT_MS` inside BEGIN on the loop,
-then the batch fails with `QueueUnavailable` (the receiver answers 503 and the vendor retries).
+fights the event loop for the GIL at every statement; measured, that capped throughput at a fifth of
+this design (bench/ingest.py, when enqueues still came this way). Here the commit thread takes the
+GIL twice per batch. A lock held by another process is waited for at most `BUSY_TIMEOUT_MS` inside
+BEGIN on the loop, then the batch fails with `QueueUnavailable`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from processors.queue.base import Enqueued, QueueUnavailable
+from processors.queue.base import QueueUnavailable
 
 Op = Callable[[sqlite3.Connection], Any]
 Outcome = tuple["asyncio.Future[Any]", bool, Any]
@@ -52,27 +55,16 @@ CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (visible_at)
 -- (bench) for a listing that only ever asks for the dead ones.
 DROP INDEX IF EXISTS deliveries_status;
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE status = 'dead';
+-- How far each intake-journal segment has been indexed into `deliveries` (bytes; -1: all of it).
+CREATE TABLE IF NOT EXISTS journal (
+    segment TEXT PRIMARY KEY,
+    offset  INTEGER NOT NULL
+);
 """
-
-_INSERT = (
-    "INSERT INTO deliveries (id, dedupe_key, source, vendor, job_id, payload, status, attempts, visible_at,"
-    " received_at, updated_at) VALUES (?,?,?,?,?,?,'queued',0,?,?,?)"
-)
-
-
-class _Enqueue:
-    """An enqueue waiting for the writer: the row to insert, its dedupe key, its caller's future."""
-
-    __slots__ = ("future", "key", "row")
-
-    def __init__(self, row: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
-        self.row = row
-        self.key: str = row[1]
-        self.future = future
 
 
 class _Op:
-    """Any other statement(s): a function of the connection, run inside its own savepoint."""
+    """Statement(s) of one caller: a function of the connection, run inside its own savepoint."""
 
     __slots__ = ("fn", "future")
 
@@ -106,16 +98,10 @@ class GroupCommit:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self._pending: list[_Enqueue | _Op] = []
+        self._pending: list[_Op] = []
         self._scheduled: asyncio.Handle | None = None
         self._committing: concurrent.futures.Future[None] | None = None
         self._committer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labelhook-commit")
-
-    def enqueue(self, row: tuple[Any, ...]) -> asyncio.Future[Enqueued]:
-        """Insert a delivery row unless its dedupe key exists; the future says which."""
-        future: asyncio.Future[Enqueued] = asyncio.get_running_loop().create_future()
-        self._add(_Enqueue(row, future))
-        return future
 
     def run(self, fn: Op) -> asyncio.Future[Any]:
         """Run ``fn(conn)`` inside the next batch (in its own savepoint); the future holds its result."""
@@ -123,7 +109,7 @@ class GroupCommit:
         self._add(_Op(fn, future))
         return future
 
-    def _add(self, item: _Enqueue | _Op) -> None:
+    def _add(self, item: _Op) -> None:
         self._pending.append(item)
         if self._scheduled is None and self._committing is None:
             self._scheduled = item.future.get_loop().call_soon(self._flush)
@@ -157,7 +143,7 @@ class GroupCommit:
     def _committed(
         self,
         done: concurrent.futures.Future[None],
-        batch: list[_Enqueue | _Op],
+        batch: list[_Op],
         outcomes: list[Outcome],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
@@ -198,63 +184,28 @@ class GroupCommit:
         self.conn.close()
 
     @classmethod
-    def _execute(cls, conn: sqlite3.Connection, batch: list[_Enqueue | _Op]) -> list[Outcome] | None:
+    def _execute(cls, conn: sqlite3.Connection, batch: list[_Op]) -> list[Outcome] | None:
         """BEGIN and run the batch's statements (no COMMIT). On a database error, roll back, fail every
         caller and return None."""
         outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            enqueues = [item for item in batch if isinstance(item, _Enqueue)]
-            if enqueues:
-                outcomes.extend(cls._insert(conn, enqueues))
             for item in batch:
-                if isinstance(item, _Op):
-                    # A savepoint per operation: one failing operation must not undo its neighbours.
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        outcomes.append((item.future, True, item.fn(conn)))
-                        conn.execute("RELEASE op")
-                    except Exception as exc:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        outcomes.append((item.future, False, exc))
+                # A savepoint per operation: one failing operation must not undo its neighbours.
+                conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((item.future, True, item.fn(conn)))
+                    conn.execute("RELEASE op")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((item.future, False, exc))
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             failure = QueueUnavailable(f"sqlite: {exc}")
             _settle_all([(item.future, False, failure) for item in batch])
             return None
-        return outcomes
-
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, enqueues: list[_Enqueue]) -> list[Outcome]:
-        """Insert a batch of deliveries with two statements, reporting duplicates of existing keys.
-
-        We hold the write lock (BEGIN IMMEDIATE), so no other process can insert a key between the
-        SELECT and the INSERT; duplicates inside the batch are resolved here, first one wins.
-        """
-        keys = list({item.key for item in enqueues})
-        seen: dict[str, str] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            placeholders = ",".join("?" * len(chunk))
-            seen.update(
-                conn.execute(
-                    f"SELECT dedupe_key, id FROM deliveries WHERE dedupe_key IN ({placeholders})",
-                    chunk,
-                ).fetchall()
-            )
-        rows = []
-        outcomes: list[Outcome] = []
-        for item in enqueues:
-            existing = seen.get(item.key)
-            if existing is None:
-                seen[item.key] = item.row[0]
-                rows.append(item.row)
-                outcomes.append((item.future, True, Enqueued(item.row[0], duplicate=False)))
-            else:
-                outcomes.append((item.future, True, Enqueued(existing, duplicate=True)))
-        conn.executemany(_INSERT, rows)
         return outcomes
 
 

@@ -1,23 +1,43 @@
-"""The default queue: one SQLite file in WAL mode, leases by visibility deadline, group commit.
+"""The default queue: one SQLite file in WAL mode, an intake journal beside it, leases, group commit.
 
-Statements are batched by `GroupCommit` (see its module for why they run on the event loop): a burst
-of concurrent enqueues shares one transaction and one fsync, and nothing is acknowledged before its
-commit returned. Leases mirror SQS: a claim makes a row invisible until ``visible_at``; a receipt
-token per claim makes an expired holder's ack a no-op.
+Enqueue (the receiver's ack path) appends the delivery to the intake journal (`journal.py`): one
+write and one fdatasync per batch of concurrent callers, and the caller returns only after its batch
+is on disk. Readers of the queue — the worker's claim first of all, but also depth, listings and
+replay — index the journal into the `deliveries` table before they look, in large transactions on
+their own side. So the expensive part of SQLite (B-tree, unique dedupe index, WAL, checkpoints) is
+paid off the ack path, and a worker's long transaction can never stall an acknowledgement.
+
+Dedupe stays exact where it matters: the table's unique key admits one row per ``dedupe_key``, so a
+key is processed once however often it arrives. The answer at ack time (``duplicate=True``) comes from
+a window of this process's newest keys (`RECENT_KEYS`, seeded from the table when the process starts)
+with no SQLite read per request; a repeat outside it — older than the window, or written by another
+process and not yet indexed — is journalled again and dropped when indexed (answered 202, processed
+once).
+
+Statements are batched by `GroupCommit` (see its module for why they run on the event loop). Leases
+mirror SQS: a claim makes a row invisible until ``visible_at``; a receipt token per claim makes an
+expired holder's ack a no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from processors.delivery import Delivery
+from processors.queue import journal
 from processors.queue.base import (
     DeliveryRecord,
     Enqueued,
@@ -30,27 +50,75 @@ from processors.queue.group_commit import GroupCommit, connect
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
-
+log = logging.getLogger("labelhook.queue")
 
 _RECORD_COLUMNS = "id, source, vendor, job_id, status, attempts, received_at, updated_at, last_error"
-_MAX_BATCH = 1024
+_INSERT = (
+    "INSERT OR IGNORE INTO deliveries (id, dedupe_key, source, vendor, job_id, payload, status, attempts,"
+    " visible_at, received_at, updated_at) VALUES (?,?,?,?,?,?,'queued',0,?,?,?)"
+)
+#: Journal records indexed per transaction: big enough to amortise the commit, small enough that one
+#: indexing step holds the event loop for a few milliseconds (the worker shares it under `run`).
+INDEX_BATCH = 256
+#: Dedupe keys this process remembers for its ack-time answer (~200 bytes each): the window in which a
+#: repeat is answered "duplicate" without touching SQLite. Older repeats are dropped when indexed.
+RECENT_KEYS = 65_536
 
 
 def _record(row: Sequence[Any]) -> DeliveryRecord:
     return DeliveryRecord(*row)
 
 
-class SQLiteQueue(Queue):
-    """Queue in one SQLite file; safe for several processes on one host (web + worker)."""
+def _row(record: bytes, now: float) -> tuple[Any, ...]:
+    """The `deliveries` row for one journal record (`Delivery.to_record`; the payload is stored as is)."""
+    head = json.loads(record.partition(b"\n")[0])
+    return (
+        head["id"],
+        head["dedupe_key"],
+        head["source"],
+        head["vendor"],
+        head["job_id"],
+        record,
+        head["received_at"],  # visible from arrival: claims follow arrival order
+        head["received_at"],
+        now,
+    )
 
-    def __init__(self, path: str, policy: RetryPolicy | None = None, *, poll_seconds: float = 0.2) -> None:
+
+class SQLiteQueue(Queue):
+    """Queue in one SQLite file plus its journal; safe for several processes on one host."""
+
+    def __init__(
+        self,
+        path: str,
+        policy: RetryPolicy | None = None,
+        *,
+        poll_seconds: float = 0.2,
+        recent_keys: int = RECENT_KEYS,
+    ) -> None:
         super().__init__(policy)
+        self._scratch: str | None = None
+        if path == ":memory:":
+            # The journal needs a directory and readers a shared file: a private temporary database
+            # keeps `sqlite://:memory:` what it promises (nothing outlives the process).
+            self._scratch = tempfile.mkdtemp(prefix="labelhook-queue-")
+            path = os.path.join(self._scratch, "queue.db")
         self.path = path
+        self.journal_dir = Path(path + "-intake")  # not "-journal": that name is SQLite's own
         self.poll_seconds = poll_seconds
         try:
             self._commits = GroupCommit(connect(path))
+            # The enqueue side reads through its own connection: the writer's may be mid-COMMIT on
+            # the commit thread, and an ack must never wait for that fsync.
+            self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._journal = journal.JournalWriter(self.journal_dir)
         except (OSError, sqlite3.Error) as exc:
             raise QueueUnavailable(f"cannot open {path}: {exc}") from exc
+        # dedupe key → (delivery id, journal batch) for this process's newest deliveries; loaded from
+        # the table at the first enqueue (a worker-only process never pays for it).
+        self._recent: dict[str, tuple[str, int]] | None = None
+        self._recent_order: deque[str] = deque()
+        self._recent_keys = recent_keys
         self._wakeup: asyncio.Event | None = None
         self._closed = False
 
@@ -72,24 +140,125 @@ class SQLiteQueue(Queue):
             self._wakeup.set()
 
     async def enqueue(self, delivery: Delivery) -> Enqueued:
+        recent = self._recent
+        if recent is None:
+            if self._closed:
+                raise QueueUnavailable("queue is closed")
+            recent = self._recent = self._load_recent()
+        key = delivery.dedupe_key
+        known = recent.get(key)
+        if known is not None:
+            first_id, batch = known
+            try:
+                await self._journal.wait(batch)  # a repeat is acknowledged no earlier than the first
+            except journal.JournalError as exc:
+                raise QueueUnavailable(str(exc)) from exc
+            return Enqueued(first_id, duplicate=True)
         if self._closed:
             raise QueueUnavailable("queue is closed")
-        now = time.time()
-        row = (
-            delivery.id,
-            delivery.dedupe_key,
-            delivery.source,
-            delivery.vendor,
-            delivery.job_id,
-            delivery.to_json(),
-            now,
-            delivery.received_at,
-            now,
-        )
-        result = await self._commits.enqueue(row)
-        if not result.duplicate:
-            self._notify()
-        return result
+        batch, written = self._journal.append(delivery.to_record())
+        # Remember the key (no future kept: nothing here for the GC to chase); the oldest leaves the
+        # window — indexed by then in all likelihood, and if not, indexing still drops a repeat.
+        recent[key] = (delivery.id, batch)
+        order = self._recent_order
+        order.append(key)
+        if len(order) > self._recent_keys:
+            recent.pop(order.popleft(), None)
+        try:
+            await written
+        except journal.JournalError as exc:
+            if recent.get(key) == (delivery.id, batch):
+                del recent[key]  # not stored: a retry of this key must be written afresh
+            raise QueueUnavailable(str(exc)) from exc
+        if self._wakeup is not None:
+            self._wakeup.set()
+        return Enqueued(delivery.id, duplicate=False)
+
+    def _load_recent(self) -> dict[str, tuple[str, int]]:
+        """Seed the window of recent keys from the newest indexed rows (they are durable: batch -1),
+        so a vendor retrying across a restart still hears "duplicate"."""
+        try:
+            rows = self._reader.execute(
+                "SELECT dedupe_key, id FROM deliveries ORDER BY rowid DESC LIMIT ?", (self._recent_keys,)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise QueueUnavailable(f"sqlite: {exc}") from exc
+        rows.reverse()  # oldest first, so the oldest leave the window first
+        self._recent_order.extend(key for key, _ in rows)
+        return {key: (delivery_id, -1) for key, delivery_id in rows}
+
+    # -- indexing the journal ------------------------------------------------------------------------
+
+    def _index(self, conn: sqlite3.Connection, max_records: int) -> tuple[int, list[Path]]:
+        """Index up to ``max_records`` journal records into `deliveries` (inside the caller's
+        transaction). Returns how many were read and the segments that are finished: delete those
+        once this transaction has committed."""
+        offsets: dict[str, int] = dict(conn.execute("SELECT segment, offset FROM journal").fetchall())
+        present = journal.segments(self.journal_dir)
+        names = {path.name for path in present}
+        for name in [n for n, offset in offsets.items() if offset < 0 and n not in names]:
+            conn.execute("DELETE FROM journal WHERE segment = ?", (name,))  # deleted by an earlier pass
+        read, finished, now = 0, [], time.time()
+        for path in present:
+            if read >= max_records:
+                break
+            offset = offsets.get(path.name, 0)
+            if offset < 0:
+                finished.append(path)  # indexed and committed; its deletion was interrupted
+                continue
+            chunk = journal.read_segment(path, offset, max_records - read)
+            rows = []
+            for record in chunk.records:
+                try:
+                    rows.append(_row(record, now))
+                except (ValueError, KeyError) as exc:  # CRC-valid yet unreadable: a bug, not a crash
+                    extra = {"segment": path.name, "error": str(exc)}
+                    log.error("unreadable journal record skipped", extra=extra)
+            conn.executemany(_INSERT, rows)
+            read += len(chunk.records)
+            if chunk.finished:
+                if chunk.discarded:
+                    log.warning(
+                        "journal segment ended in a torn frame (never acknowledged); dropped",
+                        extra={"segment": path.name, "bytes": chunk.discarded},
+                    )
+                conn.execute(
+                    "INSERT INTO journal (segment, offset) VALUES (?, -1)"
+                    " ON CONFLICT (segment) DO UPDATE SET offset = -1",
+                    (path.name,),
+                )
+                finished.append(path)
+            elif chunk.end != offset:
+                conn.execute(
+                    "INSERT INTO journal (segment, offset) VALUES (?, ?)"
+                    " ON CONFLICT (segment) DO UPDATE SET offset = excluded.offset",
+                    (path.name, chunk.end),
+                )
+        return read, finished
+
+    async def _indexed(self, op: Callable[[sqlite3.Connection], T]) -> tuple[int, T]:
+        """Index the next journal chunk and run ``op`` in the same transaction (so it sees the new
+        rows); returns how many records were indexed and what ``op`` returned."""
+
+        def both(conn: sqlite3.Connection) -> tuple[int, list[Path], T]:
+            read, finished = self._index(conn, INDEX_BATCH)
+            return read, finished, op(conn)
+
+        read, finished, result = await self._run(both)
+        for path in finished:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # only after the commit: its records are in the table for good
+        return read, result
+
+    async def index(self) -> int:
+        """Index everything the journal holds now, chunk by chunk (a backlog never holds the event
+        loop for long); returns how many records were read."""
+        total = 0
+        while True:
+            read, _ = await self._indexed(lambda conn: None)
+            total += read
+            if read < INDEX_BATCH:
+                return total
 
     async def claim(self, max_messages: int, lease_seconds: float, wait_seconds: float) -> list[Lease]:
         if self._wakeup is None:
@@ -97,7 +266,9 @@ class SQLiteQueue(Queue):
         deadline = time.monotonic() + wait_seconds
         while True:
             self._wakeup.clear()
-            leases = await self._run(lambda conn: self._claim(conn, max_messages, lease_seconds))
+            read, leases = await self._indexed(lambda conn: self._claim(conn, max_messages, lease_seconds))
+            if read == INDEX_BATCH:
+                self._notify()  # more of the journal to index: the next claim should not sleep first
             remaining = deadline - time.monotonic()
             if leases or remaining <= 0:
                 return leases
@@ -115,7 +286,7 @@ class SQLiteQueue(Queue):
             " AND visible_at <= ? ORDER BY visible_at LIMIT ?) RETURNING payload, attempts",
             (now + lease_seconds, receipt, now, now, max_messages),
         ).fetchall()
-        return [Lease(Delivery.from_json(payload), receipt, attempts) for payload, attempts in rows]
+        return [Lease(Delivery.from_bytes(payload), receipt, attempts) for payload, attempts in rows]
 
     async def _update_lease(self, lease: Lease, assignments: str, *params: Any) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -154,6 +325,8 @@ class SQLiteQueue(Queue):
         await self._update_lease(lease, "status = 'dead', receipt = NULL, last_error = ?", reason)
 
     async def dead_letters(self, limit: int = 100) -> list[DeliveryRecord]:
+        await self.index()
+
         def op(conn: sqlite3.Connection) -> list[DeliveryRecord]:
             rows = conn.execute(
                 f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE status = 'dead'"
@@ -165,6 +338,8 @@ class SQLiteQueue(Queue):
         return await self._run(op)
 
     async def recent(self, limit: int = 100) -> list[DeliveryRecord]:
+        await self.index()
+
         def op(conn: sqlite3.Connection) -> list[DeliveryRecord]:
             rows = conn.execute(
                 f"SELECT {_RECORD_COLUMNS} FROM deliveries ORDER BY id DESC LIMIT ?", (limit,)
@@ -174,6 +349,8 @@ class SQLiteQueue(Queue):
         return await self._run(op)
 
     async def replay(self, ids: Sequence[str] | None) -> int:
+        await self.index()
+
         def op(conn: sqlite3.Connection) -> int:
             now = time.time()
             sql = "UPDATE deliveries SET status = 'queued', attempts = 0, visible_at = ?, updated_at = ?"
@@ -187,6 +364,8 @@ class SQLiteQueue(Queue):
         return count
 
     async def depth(self) -> dict[str, int]:
+        await self.index()  # an acknowledged delivery counts as queued, indexed yet or not
+
         def op(conn: sqlite3.Connection) -> dict[str, int]:
             # Index-only counts (this runs on every /readyz and metrics scrape): the work set through
             # the partial ready index, dead letters through theirs, and the rest from the rowid, which
@@ -208,11 +387,16 @@ class SQLiteQueue(Queue):
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
-        if self.path != ":memory:" and not os.access(self.path, os.W_OK):
-            raise QueueUnavailable(f"{self.path} is not writable")
+        for path in (self.path, self.journal_dir):
+            if not os.access(path, os.W_OK):
+                raise QueueUnavailable(f"{path} is not writable")
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._journal.close()
         self._commits.close()
+        self._reader.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
