@@ -31,6 +31,18 @@ PREFIX = "/hooks/"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
+def _dump(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _ack(delivery_id: str, duplicate: bool) -> bytes:
+    """The acknowledgement body. Formatted directly — a tenth of `json.dumps` on the hot path — since
+    delivery ids are our own hex strings; anything else still goes through the encoder."""
+    if not delivery_id.isalnum():
+        return _dump({"delivery_id": delivery_id, "duplicate": duplicate})
+    return b'{"delivery_id":"%s","duplicate":%s}' % (delivery_id.encode(), b"true" if duplicate else b"false")
+
+
 class _Ids:
     """Delivery ids: millisecond time, a per-process random tag and a counter — no syscall per id.
 
@@ -81,9 +93,9 @@ class Intake:
             return
         started = time.perf_counter()
         try:
-            status, payload = await self._intake(scope, receive)
+            status, body = await self._intake(scope, receive)
         except ReceiverError as exc:
-            status, payload = exc.status_code, {"error": exc.code, "detail": exc.detail}
+            status, body = exc.status_code, _dump({"error": exc.code, "detail": exc.detail})
             self.counters.reject(scope["path"][len(PREFIX) :], exc.code)
             if status == 401:
                 log.info("rejected", extra={"path": scope["path"], "reason": exc.code})
@@ -92,9 +104,8 @@ class Intake:
         except Exception:  # never a traceback to the vendor
             log.exception("unhandled error", extra={"path": scope["path"]})
             self.counters.reject(scope["path"][len(PREFIX) :], "internal_error")
-            status, payload = 500, {"error": "internal_error", "detail": "internal error"}
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+            status, body = 500, _dump({"error": "internal_error", "detail": "internal error"})
+        headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(body))]
         if status == 413:
             headers.append((b"connection", b"close"))  # the rest of an oversized body is not read
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -102,7 +113,7 @@ class Intake:
         if status < 300:
             self.counters.observe_ack(time.perf_counter() - started)
 
-    async def _intake(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, object]]:
+    async def _intake(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         name = scope["path"][len(PREFIX) :]
         adapter = self.adapters.get(name)
         counters = self.counters
@@ -124,7 +135,7 @@ class Intake:
         callback = adapter.verify(IncomingRequest(headers, query, body), now)
         counters.verified[name] += 1
         if not callback.enqueue:
-            return 200, {"delivery_id": None, "duplicate": False, "queued": False}
+            return 200, _dump({"delivery_id": None, "duplicate": False, "queued": False})
         delivery = Delivery(
             id=self.new_id(),
             source=name,
@@ -143,9 +154,7 @@ class Intake:
         except QueueUnavailable as exc:
             log.error("enqueue failed", extra={"source": name, "error": str(exc)})
             raise Unavailable("queue unavailable; retry later", code="queue_unavailable") from exc
-        if result.duplicate:
-            return 200, {"delivery_id": result.delivery_id, "duplicate": True}
-        return 202, {"delivery_id": result.delivery_id, "duplicate": False}
+        return (200 if result.duplicate else 202), _ack(result.delivery_id, result.duplicate)
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
