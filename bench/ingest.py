@@ -1,14 +1,17 @@
 """Ingest benchmark: labelhook's verified, durable ack against a bare Starlette endpoint, side by side.
 
 Starts (a) a bare Starlette app answering a 2 KB POST with 202 and (b) `labelhook serve` with Standard
-Webhooks verification and the SQLite queue (synchronous=FULL, as shipped), both under uvicorn with the
-same settings (uvloop, httptools, no access log, one process), each pinned to CPU 0. Drives each with
-wrk (Debian's package) pinned to CPU 1, 32 connections, a Lua script that signs every request with a
-fresh webhook-id. Runs a, b, a, b … and prints req/s, p50, p99 per run, the medians and (b)/(a).
+Webhooks verification and the SQLite queue as shipped (every ack only after its delivery is on disk:
+the intake journal's O_DSYNC write), both under uvicorn with the same settings (uvloop, httptools, no
+access log, one process), each pinned to CPU 0. Drives each with wrk (Debian's package) pinned to CPU
+1, 32 connections, a Lua script that signs every request with a fresh webhook-id. Runs a, b, a, b …
+and prints req/s, p50, p99 and server CPU per request for each run, the medians and (b)/(a). The
+machine is a shared VM whose speed drifts by tens of percent within minutes: the rounds alternate so
+both sides see the same drift, and more rounds give a steadier median.
 Then measures worker throughput (deliveries/s through a no-op processor) and end-to-end latency from
 POST to manifest under `labelhook run`. Only 127.0.0.1 is used.
 
-    python bench/ingest.py [--seconds 10] [--rounds 2]
+    python bench/ingest.py [--seconds 10] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -96,10 +99,12 @@ def run_wrk(url: str, seconds: int, workdir: Path, pid: int) -> dict[str, float]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": rps,
+        "requests": requests,
         "p50": parse_latency(out, "50"),
         "p99": parse_latency(out, "99"),
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
@@ -173,19 +178,24 @@ def ingest(seconds: int, rounds: int) -> dict[str, list[dict[str, float]]]:
             url = f"http://127.0.0.1:{port}"
             try:
                 wait_up(url + ("/healthz" if name == "labelhook" else "/"))
-                run_wrk(url, 2, workdir, proc.pid)  # warm-up
+                warm_up = run_wrk(url, 2, workdir, proc.pid)
                 figures = run_wrk(url, seconds, workdir, proc.pid)
             finally:
                 stop(proc)
             if name == "labelhook":
                 figures["queued"] = float(_count_rows(workdir / "queue.db"))
+                acked = warm_up["requests"] - warm_up["non2xx"] + figures["requests"] - figures["non2xx"]
+                if figures["queued"] < acked:  # every acknowledged delivery must be in the queue
+                    stored = figures["queued"]
+                    raise SystemExit(f"acked {acked:.0f} deliveries but the queue holds {stored:.0f}")
             shutil.rmtree(workdir, ignore_errors=True)
             results[name].append(figures)
             print(
                 f"  round {round_no + 1} {name:9s} {figures['rps']:9.0f} req/s  p50 {figures['p50']:6.2f} ms"
                 f"  p99 {figures['p99']:6.2f} ms  server CPU {figures['server_cpu']:.0%}"
+                f" ({figures['server_cpu'] / figures['rps'] * 1e6:.0f} µs/req)"
                 f"  non-2xx {figures['non2xx']:.0f}"
-                + (f"  rows in queue {figures['queued']:.0f}" if name == "labelhook" else ""),
+                + (f"  in queue {figures['queued']:.0f}" if name == "labelhook" else ""),
                 flush=True,
             )
     return results
@@ -311,7 +321,7 @@ def end_to_end(samples: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--unpinned-servers",
         action="store_true",

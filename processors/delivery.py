@@ -39,7 +39,7 @@ def path_segment(value: str) -> str:
     return cleaned
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """A durable unit of work. ``body`` is the callback exactly as received (verified bytes)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from processors.delivery import Delivery
 from processors.errors import Permanent
 from processors.queue import Queue, QueueUnavailable, RetryPolicy, open_queue
 from processors.queue.sqs import OFFLOAD_PREFIX, SQSQueue
@@ -184,7 +184,7 @@ class TestSQSQueue(QueueContract):
         self.run_with(RetryPolicy(max_attempts=8), scenario)
 
     def test_an_oversized_delivery_round_trips_through_the_store(self, tmp_path: Path) -> None:
-        big = Delivery(**{**delivery("big").__dict__, "body": b'{"blob": "' + b"x" * (1024 * 1024) + b'"}'})
+        big = dataclasses.replace(delivery("big"), body=b'{"blob": "' + b"x" * (1024 * 1024) + b'"}')
 
         async def scenario(q: Queue) -> None:
             await q.enqueue(big)
@@ -204,7 +204,7 @@ class TestSQSQueue(QueueContract):
         self.run(tmp_path, scenario)
 
     def test_an_oversized_delivery_without_a_store_is_refused(self) -> None:
-        big = Delivery(**{**delivery("big").__dict__, "body": b"x" * (300 * 1024)})
+        big = dataclasses.replace(delivery("big"), body=b"x" * (300 * 1024))
         q = SQSQueue(self.sqs, queue_url=self.url)
         with pytest.raises(QueueUnavailable, match="no store"):
             asyncio.run(q.enqueue(big))

@@ -27,7 +27,7 @@ class QueueUnavailable(Exception):
     """The queue cannot take or give work right now (disk full, database locked, network down)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Enqueued:
     delivery_id: str
     duplicate: bool

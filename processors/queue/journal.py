@@ -23,13 +23,14 @@ an unlocked segment that is still being written.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import errno
 import fcntl
 import mmap
 import os
+import queue
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ SEGMENT_BYTES = 64 * 1024 * 1024  # rotate after this much: a finished segment c
 MAX_BATCH = 1024  # records in one frame at most
 MAX_WAIT = 0.002  # seconds a record may wait for company before its frame is written regardless
 PEAK_HALF_LIFE = 0.1  # seconds: how fast the frame target forgets a burst
+TARGET_FRACTION = 0.75  # of the callers seen waiting at once: a frame goes when it holds that many
 _FRAME = struct.Struct("<II")  # payload length, crc32 of the payload
 _RECORD = struct.Struct("<I")
 _MAX_FRAME = 1 << 30  # a length beyond this is garbage, not a frame
@@ -170,8 +172,13 @@ class JournalWriter:
         self._collecting: list[asyncio.Future[None]] = []  # callers of the batch now collecting
         self._in_flight: list[asyncio.Future[None]] = []  # callers of the batch being written
         self._scheduled: asyncio.Handle | None = None
-        self._writing: concurrent.futures.Future[None] | None = None
-        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labelhook-journal")
+        self._writing = False  # a frame is on its way to disk
+        # The writer thread, started at the first frame: a plain thread and queue rather than an
+        # executor, whose futures and locks cost more per frame than the hand-off itself.
+        self._requests: queue.SimpleQueue[tuple[int, list[bytes], asyncio.AbstractEventLoop] | None]
+        self._requests = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._outcomes: dict[int, JournalError | None] = {}  # written by the thread, read by `close`
 
     def append(self, record: bytes) -> tuple[int, asyncio.Future[None]]:
         """Queue ``record`` for the next frame: its batch number, and a future for its durability."""
@@ -187,7 +194,7 @@ class JournalWriter:
         if len(pending) == 1:
             self._first_pending_at = loop.time()
             self._retarget(self._first_pending_at)
-        if self._writing is None:
+        if not self._writing:
             if len(pending) >= self._target:
                 self._flush()
             elif self._scheduled is None:
@@ -207,7 +214,7 @@ class JournalWriter:
         if elapsed > 0:
             self._peak = max(float(self._outstanding), self._peak * 0.5 ** (elapsed / PEAK_HALF_LIFE))
             self._peak_at = now
-        self._target = max(1, min(self.max_batch, int(self._peak * 0.75)))
+        self._target = max(1, min(self.max_batch, int(self._peak * TARGET_FRACTION)))
 
     def wait(self, batch: int) -> asyncio.Future[None]:
         """A new future settled when ``batch`` is durable (at once if it already is), or has failed.
@@ -229,25 +236,38 @@ class JournalWriter:
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
-        if self._writing is not None or not self._pending:
+        if self._writing or not self._pending:
             return
         records, batch = self._pending, self._batch
         self._writing_records = len(records)
         self._pending, self._batch = [], batch + 1
         self._in_flight, self._collecting = self._collecting, []
-        loop = asyncio.get_running_loop()
-        self._writing = self._thread.submit(self._write, records)
+        self._writing = True
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._write_frames, name="labelhook-journal", daemon=True)
+            self._thread.start()
+        self._requests.put((batch, records, asyncio.get_running_loop()))
 
-        def back_on_loop(done: concurrent.futures.Future[None]) -> None:
+    def _write_frames(self) -> None:
+        """The writer thread: one frame per request, the outcome handed back to the loop."""
+        while (request := self._requests.get()) is not None:
+            batch, records, loop = request
+            error: JournalError | None = None
+            try:
+                self._write(records)
+            except JournalError as exc:
+                error = exc
+            except Exception as exc:  # a bug must fail the batch, not kill the thread silently
+                error = JournalError(errno.EIO, f"journal write failed: {exc!r}")
+            self._outcomes[batch] = error
             with contextlib.suppress(RuntimeError):  # the loop is gone (process exit): nobody waits
-                loop.call_soon_threadsafe(self._written, done, batch)
+                loop.call_soon_threadsafe(self._written, batch)
 
-        self._writing.add_done_callback(back_on_loop)
-
-    def _written(self, done: concurrent.futures.Future[None], batch: int) -> None:
+    def _written(self, batch: int) -> None:
         if batch <= self._durable:
             return  # settled already, by `close`
-        self._writing = None
+        self._writing = False
+        error = self._outcomes.pop(batch, None)
         waiters, self._in_flight = self._in_flight, []
         self._outstanding -= self._writing_records
         if self._pending:
@@ -259,7 +279,7 @@ class JournalWriter:
                 self._flush()
             else:
                 self._scheduled = loop.call_at(self._first_pending_at + self.max_wait, self._flush)
-        self._settle(batch, _outcome(done), waiters)
+        self._settle(batch, error, waiters)
 
     def _settle(self, batch: int, error: JournalError | None, waiters: list[asyncio.Future[None]]) -> None:
         self._durable = batch
@@ -305,11 +325,14 @@ class JournalWriter:
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
-        if self._writing is not None:
-            in_flight, self._writing = self._writing, None
-            concurrent.futures.wait([in_flight])
+        if self._thread is not None:
+            self._requests.put(None)
+            self._thread.join()  # the frame in flight, if any, is written now
+            self._thread = None
+        if self._writing:
+            self._writing = False
             waiters, self._in_flight = self._in_flight, []
-            self._settle(self._batch - 1, _outcome(in_flight), waiters)
+            self._settle(self._batch - 1, self._outcomes.pop(self._batch - 1, None), waiters)
         if self._pending:
             records, batch = self._pending, self._batch
             self._pending, self._batch = [], batch + 1
@@ -319,7 +342,6 @@ class JournalWriter:
                 self._settle(batch, None, waiters)
             except JournalError as exc:
                 self._settle(batch, exc, waiters)
-        self._thread.shutdown(wait=True)
         self._close_segment()
 
 
@@ -415,13 +437,6 @@ def _open_direct(path: Path) -> int:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # some filesystems create the file before refusing the flag
         return os.open(path, flags, 0o600)
-
-
-def _outcome(done: concurrent.futures.Future[None]) -> JournalError | None:
-    error = done.exception()
-    if error is None or isinstance(error, JournalError):
-        return error
-    return JournalError(errno.EIO, f"journal write failed: {error}")
 
 
 def _fsync_directory(directory: Path) -> None:

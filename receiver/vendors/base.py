@@ -18,7 +18,7 @@ from processors.config import Secret, SourceConfig
 from receiver.errors import BadRequest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IncomingRequest:
     """What an adapter may look at: lower-cased headers, query parameters and the raw body."""
 
@@ -27,7 +27,7 @@ class IncomingRequest:
     body: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Callback:
     """A verified callback and what it means.
 
