@@ -59,6 +59,8 @@ class _Ids:
 
 
 def _is_json(content_type: str | None) -> bool:
+    if content_type == "application/json":  # what nearly every vendor sends: no parsing needed
+        return True
     if content_type is None:
         return True  # absent: try to parse; the adapter answers 400 if it is not JSON
     media = content_type.split(";", 1)[0].strip().lower()

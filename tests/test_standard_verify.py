@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 
 import pytest
 
@@ -110,10 +111,16 @@ def test_unsigned_non_json_body_is_unauthorized_first() -> None:
         adapter().verify(request(headers, b"not json"), NOW)
 
 
-def test_non_utf8_body_is_400() -> None:
+def test_non_utf8_body_is_400_when_signed_and_401_when_not() -> None:
+    body = b"\xff\xfe{}"
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    signature = base64.b64encode(hmac.digest(key, b"m.%d.%s" % (NOW, body), "sha256")).decode()
+    signed = {"webhook-id": "m", "webhook-timestamp": str(NOW), "webhook-signature": f"v1,{signature}"}
     with pytest.raises(ReceiverError) as info:
-        adapter().verify(request(sign(BODY, "m", timestamp=NOW), b"\xff\xfe{}"), NOW)
+        adapter().verify(request(signed, body), NOW)
     assert info.value.status_code == 400
+    with pytest.raises(Unauthorized):
+        adapter().verify(request(sign(BODY, "m", timestamp=NOW), body), NOW)
 
 
 def test_deeply_nested_json_is_refused_cheaply() -> None:

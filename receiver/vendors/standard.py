@@ -56,10 +56,6 @@ class StandardAdapter(VendorAdapter):
                 f"webhook-timestamp is outside the ±{self.tolerance}s window", code="stale_timestamp"
             )
         presented = _parse_signatures(signature_header)
-        try:
-            request.body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("body is not UTF-8", code="malformed_body") from None
         signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, request.body)
         matched = False
         for key in self._keys:
@@ -68,7 +64,8 @@ class StandardAdapter(VendorAdapter):
                 matched |= hmac.compare_digest(expected, candidate)
         if not matched:
             raise Unauthorized("no signature matches a configured key", code="invalid_signature")
-        # Only a verified body is parsed; a correctly signed body that is not JSON is malformed (400).
+        # Only a verified body is parsed; a correctly signed body that is not JSON (or not UTF-8, which
+        # the parser checks) is malformed (400). An unsigned one of either kind was a 401 above.
         parse_json(request.body)
         return Callback(dedupe_key=f"{self.source.name}:{msg_id}", job_id=msg_id, project=self.source.name)
 
