@@ -1,16 +1,18 @@
-"""The intake journal: append-only segment files that make an enqueue durable with one write + fsync.
+"""The intake journal: append-only segment files that make an enqueue durable with one write per batch.
 
 Why it exists: the receiver must acknowledge a callback only once it is on disk, and it must do so
 fast. Inserting each delivery into SQLite at ack time costs ~20 µs of CPU per 2 KB row (the B-tree,
-the unique dedupe index, WAL frames and their checkpoint), on the same core that answers HTTP. An
-append to a file costs a memcpy. So the SQLite queue acknowledges through this journal and indexes
-the journal into its table afterwards, in large batches, on the consumer's side (see `sqlite.py`).
+the unique dedupe index, WAL frames and their checkpoint), on the same core that answers HTTP. A
+journal frame costs a memcpy and one write for a whole batch of callers. So the SQLite queue
+acknowledges through this journal and indexes the journal into its table afterwards, in large
+batches, on the reader's side (see `sqlite.py`).
 
-On disk: a directory of segments, ``<ns-time>-<pid>-<random>.seg``. A segment starts with `MAGIC`
-and holds frames; a frame is one group commit — ``<u32 length><u32 crc32><records>``, each record
-``<u32 length><bytes>`` — written with one `os.write` and made durable with one `os.fdatasync`
-before any of its callers is answered. A crash mid-write leaves a torn last frame whose CRC fails:
-nobody was acknowledged for it, so readers drop it.
+On disk: a directory of segments, ``<ns-time>-<pid>-<random>.seg``. A segment's first block holds
+`MAGIC`; then come frames, each starting on a block boundary: ``<u32 length><u32 crc32><records>``,
+each record ``<u32 length><bytes>``, zero padding to the next block. A frame is one group commit,
+written with a single `O_DSYNC` write (see `_Segment` for why into blocks zeroed in advance) before
+any of its callers is answered. A length of 0 means zeroed blocks: nothing written there yet. A crash
+mid-write leaves a torn last frame whose CRC fails: nobody was acknowledged for it, so readers drop it.
 
 Who may read what: the writer holds an exclusive `flock` on its segment for as long as it appends;
 a reader that can take the lock knows the segment is final (the writer rotated, closed or died), so
@@ -137,12 +139,12 @@ def read_segment(path: Path, offset: int, max_records: int) -> Chunk:
 
 
 class JournalWriter:
-    """Appends batches of records to this process's current segment; one fdatasync per batch.
+    """Appends batches of records to this process's current segment: one durable write per batch.
 
     Used from one event loop. Batches are numbered; `append` says which batch a record joined and
     returns a future settled once that batch is durable. Batches are pipelined like SQLite's group
-    commit: while one frame is written and synced on the writer thread (both calls release the GIL),
-    new records pile up for the next frame, which goes the moment the previous one is on disk.
+    commit: while one frame is on its way to disk on the writer thread (the write releases the GIL),
+    new records pile up for the next frame, which goes when it is full enough (`_retarget`).
     """
 
     def __init__(
