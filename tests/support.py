@@ -156,24 +156,26 @@ def run_cli(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.Complet
     )
 
 
+def acme_delivery(job: str, body: bytes = b'{"k": 1}') -> Delivery:
+    """A Standard Webhooks delivery for source `acme`, keyed by ``job``."""
+    return Delivery(
+        id=new_delivery_id(),
+        source="acme",
+        vendor="standard",
+        dedupe_key=f"acme:{job}",
+        job_id=job,
+        project="acme",
+        body=body,
+        received_at=time.time(),
+    )
+
+
 def enqueue_deliveries(db: Path, job_ids: Sequence[str], body: Callable[[str], bytes]) -> list[Delivery]:
     """Put Standard Webhooks deliveries for source `acme` straight into the SQLite queue at ``db``."""
 
     async def main() -> list[Delivery]:
         queue = SQLiteQueue(str(db))
-        items = [
-            Delivery(
-                id=new_delivery_id(),
-                source="acme",
-                vendor="standard",
-                dedupe_key=f"acme:{job}",
-                job_id=job,
-                project="acme",
-                body=body(job),
-                received_at=time.time(),
-            )
-            for job in job_ids
-        ]
+        items = [acme_delivery(job, body(job)) for job in job_ids]
         await asyncio.gather(*(queue.enqueue(d) for d in items))
         await queue.close()
         return items

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.delivery import Delivery, new_delivery_id
+from processors.delivery import Delivery
 from processors.queue import QueueUnavailable
 from processors.queue.journal import (
     BLOCK,
@@ -23,20 +23,8 @@ from processors.queue.journal import (
     segments,
 )
 from processors.queue.sqlite import SQLiteQueue
+from tests.support import acme_delivery as delivery
 from tests.support import queue_rows
-
-
-def delivery(key: str, body: bytes = b'{"k": 1}') -> Delivery:
-    return Delivery(
-        id=new_delivery_id(),
-        source="acme",
-        vendor="standard",
-        dedupe_key=f"acme:{key}",
-        job_id=key,
-        project="acme",
-        body=body,
-        received_at=time.time(),
-    )
 
 
 def write_records(directory: Path, records: list[bytes], **options: float) -> None:
