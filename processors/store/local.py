@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -16,6 +17,26 @@ _CHUNK = 1024 * 1024
 def _copy(source: IO[bytes], target: IO[bytes]) -> None:
     while chunk := source.read(_CHUNK):
         target.write(chunk)
+
+
+@contextlib.contextmanager
+def _fsynced_temp(path: Path, fill: bytes | IO[bytes]) -> Iterator[str]:
+    """A complete, fsynced temp file beside ``path`` for the caller to publish (rename or link);
+    removed on the way out unless publishing moved it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if isinstance(fill, bytes):
+                out.write(fill)
+            else:
+                _copy(fill, out)
+            out.flush()
+            os.fsync(out.fileno())
+        yield tmp
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 class LocalStore(Store):
@@ -38,21 +59,8 @@ class LocalStore(Store):
     def _write(self, key: str, fill: bytes | IO[bytes]) -> None:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    if isinstance(fill, bytes):
-                        out.write(fill)
-                    else:
-                        _copy(fill, out)
-                    out.flush()
-                    os.fsync(out.fileno())
+            with _fsynced_temp(path, fill) as tmp:
                 os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
         except OSError as exc:
             raise StoreError(f"cannot write {key}: {exc.strerror or exc}") from exc
 
@@ -65,19 +73,10 @@ class LocalStore(Store):
     def create_exclusive(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
+            with _fsynced_temp(path, data) as tmp:
                 # link() fails if the name exists (like O_EXCL) but publishes a complete, fsynced file:
                 # no reader or crash ever leaves a claim marker that exists but is empty.
                 os.link(tmp, path)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
         except FileExistsError:
             return False
         except OSError as exc:
