@@ -163,8 +163,7 @@ class JournalWriter:
         self._segment: _Segment | None = None
         self._pending: list[bytes] = []
         self._first_pending_at = 0.0  # loop time of the oldest pending record
-        self._outstanding = 0  # records appended and not yet settled
-        self._writing_records = 0  # records in the frame being written
+        self._writing_records = 0  # records in the frame on its way to disk (0: no frame in flight)
         self._peak = 0.0  # most records outstanding at once lately (decaying)
         self._peak_at = 0.0
         self._target = 1  # a frame is written as soon as it holds this many (see `_retarget`)
@@ -174,7 +173,6 @@ class JournalWriter:
         self._collecting: list[asyncio.Future[None]] = []  # callers of the batch now collecting
         self._in_flight: list[asyncio.Future[None]] = []  # callers of the batch being written
         self._scheduled: asyncio.Handle | None = None
-        self._writing = False  # a frame is on its way to disk
         # The writer thread, started at the first frame: a plain thread and queue rather than an
         # executor, whose futures and locks cost more per frame than the hand-off itself.
         self._requests: queue.SimpleQueue[tuple[int, list[bytes], asyncio.AbstractEventLoop] | None]
@@ -189,19 +187,24 @@ class JournalWriter:
         pending = self._pending
         pending.append(record)
         self._collecting.append(future)
-        self._outstanding += 1
-        if self._outstanding > self._peak:
-            self._peak = self._outstanding
+        outstanding = len(pending) + self._writing_records
+        if outstanding > self._peak:
+            self._peak = outstanding
         batch = self._batch
         if len(pending) == 1:
             self._first_pending_at = loop.time()
             self._retarget(self._first_pending_at)
-        if not self._writing:
-            if len(pending) >= self._target:
-                self._flush()
-            elif self._scheduled is None:
-                self._scheduled = loop.call_at(self._first_pending_at + self.max_wait, self._flush)
+        if not self._writing_records:
+            self._schedule(loop)
         return batch, future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """With no frame in flight: write the pending records now if they reach the target, else
+        once the oldest has waited `max_wait`."""
+        if len(self._pending) >= self._target:
+            self._flush()
+        elif self._scheduled is None:
+            self._scheduled = loop.call_at(self._first_pending_at + self.max_wait, self._flush)
 
     def _retarget(self, now: float) -> None:
         """Set the frame target: three quarters of the most callers seen waiting at once lately.
@@ -214,7 +217,8 @@ class JournalWriter:
         """
         elapsed = now - self._peak_at
         if elapsed > 0:
-            self._peak = max(float(self._outstanding), self._peak * 0.5 ** (elapsed / PEAK_HALF_LIFE))
+            outstanding = len(self._pending) + self._writing_records
+            self._peak = max(float(outstanding), self._peak * 0.5 ** (elapsed / PEAK_HALF_LIFE))
             self._peak_at = now
         self._target = max(1, min(self.max_batch, int(self._peak * TARGET_FRACTION)))
 
@@ -238,13 +242,12 @@ class JournalWriter:
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
-        if self._writing or not self._pending:
+        if self._writing_records or not self._pending:
             return
         records, batch = self._pending, self._batch
         self._writing_records = len(records)
         self._pending, self._batch = [], batch + 1
         self._in_flight, self._collecting = self._collecting, []
-        self._writing = True
         if self._thread is None:
             self._thread = threading.Thread(target=self._write_frames, name="labelhook-journal", daemon=True)
             self._thread.start()
@@ -268,19 +271,15 @@ class JournalWriter:
     def _written(self, batch: int) -> None:
         if batch <= self._durable:
             return  # settled already, by `close`
-        self._writing = False
+        self._writing_records = 0
         error = self._outcomes.pop(batch, None)
         waiters, self._in_flight = self._in_flight, []
-        self._outstanding -= self._writing_records
         if self._pending:
             # Queue the next frame before waking this one's callers: the disk works on frame N+1
             # while the loop sends frame N's responses.
             loop = asyncio.get_running_loop()
             self._retarget(loop.time())
-            if len(self._pending) >= self._target:
-                self._flush()
-            else:
-                self._scheduled = loop.call_at(self._first_pending_at + self.max_wait, self._flush)
+            self._schedule(loop)
         self._settle(batch, error, waiters)
 
     def _settle(self, batch: int, error: JournalError | None, waiters: list[asyncio.Future[None]]) -> None:
@@ -331,8 +330,8 @@ class JournalWriter:
             self._requests.put(None)
             self._thread.join()  # the frame in flight, if any, is written now
             self._thread = None
-        if self._writing:
-            self._writing = False
+        if self._writing_records:
+            self._writing_records = 0
             waiters, self._in_flight = self._in_flight, []
             self._settle(self._batch - 1, self._outcomes.pop(self._batch - 1, None), waiters)
         if self._pending:

@@ -170,8 +170,7 @@ class SQLiteQueue(Queue):
             if recent.get(key) == (delivery.id, batch):
                 del recent[key]  # not stored: a retry of this key must be written afresh
             raise QueueUnavailable(str(exc)) from exc
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._notify()
         return Enqueued(delivery.id, duplicate=False)
 
     def _load_recent(self) -> dict[str, tuple[str, int]]:
