@@ -10,7 +10,7 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
@@ -60,23 +60,9 @@ class Delivery:
         """`<vendor>/<project>/<job>`: where this job's output set lives in the store."""
         return "/".join(path_segment(p) for p in (self.vendor, self.project, self.job_id))
 
-    def _head(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "vendor": self.vendor,
-            "dedupe_key": self.dedupe_key,
-            "job_id": self.job_id,
-            "project": self.project,
-            "received_at": self.received_at,
-            "state": self.state,
-            "kind": self.kind,
-            "meta": self.meta,
-        }
-
     def to_json(self) -> bytes:
         """One JSON document, body included as text: for transports that carry text (SQS)."""
-        data = self._head()
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         # Bodies are verified JSON callbacks, so UTF-8; surrogateescape keeps any byte round-trippable.
         data["body"] = self.body.decode("utf-8", "surrogateescape")
         return json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8", "surrogateescape")

@@ -221,17 +221,13 @@ class SQLiteQueue(Queue):
                         "journal segment ended in a torn frame (never acknowledged); dropped",
                         extra={"segment": path.name, "bytes": chunk.discarded},
                     )
-                conn.execute(
-                    "INSERT INTO journal (segment, offset) VALUES (?, -1)"
-                    " ON CONFLICT (segment) DO UPDATE SET offset = -1",
-                    (path.name,),
-                )
                 finished.append(path)
-            elif chunk.end != offset:
+            indexed_to = -1 if chunk.finished else chunk.end
+            if indexed_to != offset:
                 conn.execute(
                     "INSERT INTO journal (segment, offset) VALUES (?, ?)"
                     " ON CONFLICT (segment) DO UPDATE SET offset = excluded.offset",
-                    (path.name, chunk.end),
+                    (path.name, indexed_to),
                 )
         return read, finished
 
