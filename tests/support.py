@@ -120,9 +120,9 @@ def free_port() -> int:
         return port
 
 
-def queue_rows(db: Path) -> dict[str, tuple[str, int]]:
-    """dedupe_key → (status, attempts), read straight from the SQLite file (read-only) after indexing
-    the intake journal, as every reader of the queue does: acked deliveries may still be only there."""
+def index_queue(db: Path) -> None:
+    """Index the SQLite queue's intake journal into its table, as every reader of the queue does
+    first: acknowledged deliveries may still be only in the journal."""
 
     async def index() -> None:
         queue = SQLiteQueue(str(db))
@@ -132,6 +132,11 @@ def queue_rows(db: Path) -> dict[str, tuple[str, int]]:
             await queue.close()
 
     asyncio.run(index())
+
+
+def queue_rows(db: Path) -> dict[str, tuple[str, int]]:
+    """dedupe_key → (status, attempts), read straight from the SQLite file (read-only), journal indexed."""
+    index_queue(db)
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
         return {k: (s, a) for k, s, a in conn.execute("SELECT dedupe_key, status, attempts FROM deliveries")}
 

@@ -43,7 +43,7 @@ from receiver.sandbox.playment import (
     semantic_mask,
     video_frame,
 )
-from tests.support import LiveServer, cli_env, free_port, labelhook, queue_rows, wait_for
+from tests.support import LiveServer, cli_env, free_port, index_queue, labelhook, wait_for
 
 # pycocotools' Cython decode trips numpy 2's __array__(copy=) deprecation; that is its issue, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -105,7 +105,7 @@ def wait_manifest(tmp_path: Path, job_id: str, timeout: float = 15) -> dict[str,
 
 
 def rows(tmp_path: Path) -> list[tuple[str, str, int, str | None]]:
-    queue_rows(tmp_path / "queue.db")  # indexes the intake journal, as every reader of the queue does
+    index_queue(tmp_path / "queue.db")
     with sqlite3.connect(f"file:{tmp_path}/queue.db?mode=ro", uri=True, timeout=10) as conn:
         return list(
             conn.execute("SELECT job_id, status, attempts, last_error FROM deliveries ORDER BY rowid")
