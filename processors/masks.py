@@ -159,6 +159,14 @@ def decode_frame(rgba: npt.NDArray[np.uint8], labelmap: Labelmap) -> FrameMasks:
     np.multiply(instances, opaque, out=instances)
     del opaque
 
+    return measure_instances(instances, labelmap, unknown_colors)
+
+
+def measure_instances(
+    instances: npt.NDArray[np.uint16], labelmap: Labelmap, unknown_colors: dict[str, int] | None = None
+) -> FrameMasks:
+    """Measure an instance map (segment number per pixel, 0 unlabeled): semantic map, and per segment
+    present its area, box and COCO RLE. Used for decoded masks and for rasterised shapes (CVAT)."""
     semantic = labelmap.segment_labels[instances]
     if len(labelmap.classes) <= 256:
         semantic = semantic.astype(np.uint8)
@@ -175,7 +183,7 @@ def decode_frame(rgba: npt.NDArray[np.uint8], labelmap: Labelmap) -> FrameMasks:
     )
     present = {int(number) for number in runs.labels}
     empty = tuple(segment.color for segment in labelmap.segments if segment.number not in present)
-    return FrameMasks(semantic, instances, found, unknown_colors, empty)
+    return FrameMasks(semantic, instances, found, unknown_colors or {}, empty)
 
 
 def _count_colours(colour: npt.NDArray[np.uint32], where: npt.NDArray[np.bool_]) -> dict[str, int]:

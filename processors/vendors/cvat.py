@@ -14,15 +14,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import httpx
-import numpy as np
-import numpy.typing as npt
 
 from processors.cvat_shapes import JobShapes, parse_annotations, render
 from processors.delivery import path_segment
 from processors.errors import Permanent, Retryable
 from processors.labelmap import LabelClass, Labelmap, Segment, normalise_color
-from processors.masks import FoundSegment, FrameMasks
-from processors.rle import label_runs
+from processors.masks import FrameMasks, measure_instances
 from processors.segmentation import write_frame_masks
 from processors.vendors.base import Processor
 from processors.vendors.cvat_api import CvatClient
@@ -86,7 +83,7 @@ class CvatProcessor(Processor):
         def rendered() -> Iterator[tuple[int, FrameMasks]]:
             for number, width, height in frames:
                 instances = render(shapes.on_frame(number), width, height)
-                yield number, frame_masks(instances, labelmap)
+                yield number, measure_instances(instances, labelmap)
 
         summary = write_frame_masks(
             labelmap, rendered(), lambda key, data: out.write(key, data, _content_type(key))
@@ -212,22 +209,6 @@ def job_frames(job: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tuple[in
     if any(w <= 0 or h <= 0 for w, h in dims):
         raise Permanent("CVAT data meta has a frame with zero width or height")
     return [(n, w, h) for n, (w, h) in zip(numbers, dims, strict=True) if n not in deleted]
-
-
-def frame_masks(instances: npt.NDArray[np.uint16], labelmap: Labelmap) -> FrameMasks:
-    """Measure a rasterised instance map: semantic map, per-instance area, box and COCO RLE."""
-    semantic = labelmap.segment_labels[instances]
-    if len(labelmap.classes) <= 256:
-        semantic = semantic.astype(np.uint8)
-    runs = label_runs(instances)
-    by_number = {segment.number: segment for segment in labelmap.segments}
-    found = tuple(
-        FoundSegment(by_number[int(n)], int(area), (int(b[0]), int(b[1]), int(b[2]), int(b[3])), counts)
-        for n, area, b, counts in zip(runs.labels, runs.areas, runs.bboxes, runs.counts, strict=True)
-    )
-    present = {int(n) for n in runs.labels}
-    empty = tuple(s.color for s in labelmap.segments if s.number not in present)
-    return FrameMasks(semantic, instances, found, {}, empty)
 
 
 def _content_type(key: str) -> str:
