@@ -13,6 +13,7 @@ ReceiverError(status_code, code)
 from __future__ import annotations
 
 from starlette.responses import JSONResponse
+from starlette.types import Message
 
 
 class ReceiverError(Exception):
@@ -61,3 +62,18 @@ def error_response(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def json_messages(
+    status: int, body: bytes, *, close: bool = False, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> tuple[Message, Message]:
+    """The two raw ASGI messages of a JSON response, for code below Starlette's Response objects
+    (the intake, the body-limit middleware, the HTTP protocol's own 503). ``close`` ends the
+    connection after it (the rest of the request is not read)."""
+    head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), *headers]
+    if close:
+        head.append((b"connection", b"close"))
+    return (
+        {"type": "http.response.start", "status": status, "headers": head},
+        {"type": "http.response.body", "body": body},
+    )

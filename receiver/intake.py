@@ -23,12 +23,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from processors.delivery import Delivery
 from processors.metrics import IntakeCounters
 from processors.queue import Queue, QueueUnavailable
-from receiver.errors import NotFound, PayloadTooLarge, ReceiverError, Unavailable, UnsupportedMedia
+from receiver.errors import (
+    NotFound,
+    PayloadTooLarge,
+    ReceiverError,
+    Unavailable,
+    UnsupportedMedia,
+    json_messages,
+)
 from receiver.vendors import IncomingRequest, VendorAdapter
 
 log = logging.getLogger("labelhook.receiver")
 PREFIX = "/hooks/"
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 def _dump(payload: dict[str, object]) -> bytes:
@@ -107,11 +113,10 @@ class Intake:
             log.exception("unhandled error", extra={"path": scope["path"]})
             self.counters.reject(scope["path"][len(PREFIX) :], "internal_error")
             status, body = 500, _dump({"error": "internal_error", "detail": "internal error"})
-        headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(body))]
-        if status == 413:
-            headers.append((b"connection", b"close"))  # the rest of an oversized body is not read
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        # After a 413 the rest of the oversized body is not read: close the connection.
+        start, content = json_messages(status, body, close=status == 413)
+        await send(start)
+        await send(content)
         if status < 300:
             self.counters.observe_ack(time.perf_counter() - started)
 

@@ -11,6 +11,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from receiver.errors import json_messages
+
 
 class _BodyTooLarge(Exception):
     pass
@@ -20,16 +22,7 @@ def _json_413(limit: int) -> tuple[Message, Message]:
     body = json.dumps(
         {"error": "payload_too_large", "detail": f"request body exceeds {limit} bytes"}
     ).encode()
-    start: Message = {
-        "type": "http.response.start",
-        "status": 413,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ],
-    }
-    return start, {"type": "http.response.body", "body": body}
+    return json_messages(413, body, close=True)
 
 
 class BodyLimitMiddleware:

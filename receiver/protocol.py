@@ -25,6 +25,8 @@ from typing import Any
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from receiver.errors import json_messages
+
 MAX_HEAD_BYTES = 64 * 1024
 REQUEST_SECONDS = 30.0  # the PaaS router's own request timeout: a slower request is already lost
 
@@ -40,19 +42,8 @@ def _raw_response(status: int, reason: str, code: str, detail: str) -> bytes:
 
 async def _json_service_unavailable(scope: Any, receive: Any, send: Any) -> None:
     body = b'{"error":"overloaded","detail":"too many concurrent requests; retry later"}'
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-                (b"retry-after", b"1"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    for message in json_messages(503, body, close=True, headers=((b"retry-after", b"1"),)):
+        await send(message)
 
 
 class _Deadlines:
