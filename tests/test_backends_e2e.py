@@ -10,7 +10,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from processors.store.s3 import S3Store
 from processors.vendors.base import Processor
 from processors.worker import Worker
 from tests.conftest import AWS_TEST_ENV
-from tests.support import callback_body, cli_env, free_port, is_up, labelhook, sign, wait_for
+from tests.support import callback_body, cli_env, free_port, is_up, labelhook, run_cli, sign, wait_for
 
 
 @dataclass
@@ -220,24 +219,10 @@ def test_poison_delivery_dead_letters_then_replays(backend: Backend) -> None:
         return bool(await queue.dead_letters())
 
     run_worker({"acme": Failing(settings.sources["acme"], settings)}, has_dead)
-    listed = subprocess.run(
-        [sys.executable, "-m", "receiver", "dead", "list", "--json"],
-        env=backend.env,
-        cwd=backend.tmp,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    listed = run_cli("dead", "list", "--json", env=backend.env, cwd=backend.tmp)
     [row] = json.loads(listed.stdout)
     assert "vendor answered 502 Bad Gateway" in row["reason"]
-    replayed = subprocess.run(
-        [sys.executable, "-m", "receiver", "dead", "replay", "--all"],
-        env=backend.env,
-        cwd=backend.tmp,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    replayed = run_cli("dead", "replay", "--all", env=backend.env, cwd=backend.tmp)
     assert "replayed 1" in replayed.stdout, replayed.stdout + replayed.stderr
 
     async def processed(queue: Any) -> bool:

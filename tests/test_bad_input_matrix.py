@@ -17,8 +17,6 @@ import io
 import json
 import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator, Sequence
@@ -47,6 +45,7 @@ from tests.support import (
     free_port,
     is_up,
     labelhook,
+    run_cli,
     sign,
     wait_for,
 )
@@ -511,22 +510,8 @@ def test_no_configured_secret_appears_in_logs_responses_or_schema(tmp_path: Path
         finally:
             run.terminate()
             run.wait(30)
-    dead = subprocess.run(
-        [sys.executable, "-m", "receiver", "dead", "list", "--json"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    sources = subprocess.run(
-        [sys.executable, "-m", "receiver", "sources"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    dead = run_cli("dead", "list", "--json", env=env, cwd=tmp_path)
+    sources = run_cli("sources", env=env, cwd=tmp_path)
     logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("labelhook-*.log"))
     assert "processing failed" in logs and "401" in dead.stdout, (logs[-2000:], dead.stdout)
     haystacks = {
@@ -550,14 +535,7 @@ def test_a_source_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
     env = cli_env(tmp_path, PORT=str(port))
     del env["LABELHOOK_ACME_SECRET"]
     for command in ("serve", "run", "work"):
-        done = subprocess.run(
-            [sys.executable, "-m", "receiver", command],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_cli(command, env=env, cwd=tmp_path)
         assert done.returncode == 2, (command, done.stdout, done.stderr)
         assert "LABELHOOK_ACME_SECRET is required" in done.stderr
         assert not is_up(f"http://127.0.0.1:{port}")

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from processors.config import DEMO_SECRET, ConfigError, load_settings
-from tests.support import OLD_SECRET, SECRET, cli_env
+from tests.support import OLD_SECRET, SECRET, cli_env, run_cli
 
 
 def test_defaults_give_the_demo_source_with_the_public_key() -> None:
@@ -87,33 +85,22 @@ def test_secrets_never_show_in_reprs() -> None:
         assert secret not in text
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "receiver", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_sources_command_lists_vendor_and_mode_with_secrets_redacted(tmp_path: Path) -> None:
     env = cli_env(tmp_path, LABELHOOK_ACME_API_KEY="key-123-abc")
-    result = _cli(["sources", "--json"], env, tmp_path)
+    result = run_cli("sources", "--json", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     [row] = json.loads(result.stdout)
     assert row["source"] == "acme" and row["vendor"] == "standard"
     assert "Standard Webhooks" in row["verification"]
     assert row["secrets"] == "1 configured (redacted)"
-    plain = _cli(["sources"], env, tmp_path)
+    plain = run_cli("sources", env=env, cwd=tmp_path)
     for out in (result.stdout + result.stderr, plain.stdout + plain.stderr):
         assert SECRET not in out and "key-123-abc" not in out
 
 
 def test_cli_refuses_to_start_on_bad_config_with_one_line(tmp_path: Path) -> None:
     env = cli_env(tmp_path, LABELHOOK_ACME_SECRET="")
-    result = _cli(["serve", "--port", "0"], env, tmp_path)
+    result = run_cli("serve", "--port", "0", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "LABELHOOK_ACME_SECRET is required" in result.stderr

@@ -297,12 +297,10 @@ def test_demo_jobs_show_on_the_dashboard(tmp_path: Path) -> None:
 def test_cli_dead_replay_all_shows_progress(tmp_path: Path) -> None:
     """`labelhook dead replay --all` advances a progress line per dead letter (plain lines off a tty)."""
     import asyncio
-    import subprocess
-    import sys
 
     from processors.queue import RetryPolicy
     from processors.queue.sqlite import SQLiteQueue
-    from tests.support import cli_env
+    from tests.support import cli_env, run_cli
 
     async def make_dead(count: int) -> None:
         queue = SQLiteQueue(str(tmp_path / "queue.db"), RetryPolicy(1))
@@ -314,14 +312,7 @@ def test_cli_dead_replay_all_shows_progress(tmp_path: Path) -> None:
         await queue.close()
 
     asyncio.run(make_dead(3))
-    done = subprocess.run(
-        [sys.executable, "-m", "receiver", "dead", "replay", "--all"],
-        env=cli_env(tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("dead", "replay", "--all", env=cli_env(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "replayed 3 dead letter(s)" in done.stdout
     assert [line.split(" ", 2)[:2] for line in done.stderr.splitlines() if line.startswith("replaying")] == [

@@ -5,12 +5,11 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from PIL import Image
 
-from tests.support import cli_env
+from tests.support import cli_env, run_cli
 
 LEGEND = {"#ff0000": "car", "#00ff00": "road"}
 
@@ -29,22 +28,9 @@ def frame(path: Path, car_x: int) -> Path:
 def decode(tmp_path: Path, *masks: Path) -> subprocess.CompletedProcess[str]:
     result = tmp_path / "result.json"
     result.write_text(json.dumps({"legend": LEGEND}))
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "receiver",
-            "decode",
-            *map(str, masks),
-            "--result",
-            str(result),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        env=cli_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    out = str(tmp_path / "out")
+    return run_cli(
+        "decode", *map(str, masks), "--result", str(result), "--out", out, env=cli_env(tmp_path), cwd=tmp_path
     )
 
 
