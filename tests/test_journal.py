@@ -22,20 +22,55 @@ from processors.queue.journal import (
     read_segment,
     segments,
 )
+from processors.queue.linux_aio import AioContext
 from processors.queue.sqlite import SQLiteQueue
 from tests.support import acme_delivery as delivery
 from tests.support import queue_rows
 
 
-def write_records(directory: Path, records: list[bytes], **options: float) -> None:
-    async def main() -> None:
-        writer = JournalWriter(directory, **options)  # type: ignore[arg-type]
+def aio_available() -> bool:
+    try:
+        AioContext().close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["aio", "thread"])
+def use_aio(request: pytest.FixtureRequest) -> bool:
+    """Run a writer test both ways: kernel AIO from the loop, and the writer thread."""
+    if request.param == "aio" and not aio_available():
+        pytest.skip("no kernel AIO here: the writer thread is all there is")
+    return bool(request.param == "aio")
+
+
+def write_records(directory: Path, records: list[bytes], use_aio: bool = True, **options: int) -> str:
+    """Write ``records`` concurrently through one writer; the mode it wrote in."""
+
+    async def guard() -> None:
+        # A writer that loops (rotating or zeroing without end) fails here before it fills the disk:
+        # each new segment needs at least one frame, so there can be no more than records + 1.
+        limit = len(segments(directory)) + len(records) + 1
+        while len(segments(directory)) <= limit:
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"runaway writer: more than {limit} segments")
+
+    async def main() -> str:
+        writer = JournalWriter(directory, use_aio=use_aio, **options)  # type: ignore[arg-type]
         try:
-            await asyncio.gather(*(writer.append(r)[1] for r in records))
+            work = asyncio.ensure_future(asyncio.gather(*(writer.append(r)[1] for r in records)))
+            watch = asyncio.ensure_future(guard())
+            done, _ = await asyncio.wait({work, watch}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            watch.cancel()
+            if watch in done:
+                watch.result()
+            assert work in done, "the writer did not finish within 30 s"
+            work.result()
+            return writer.mode
         finally:
             writer.close()
 
-    asyncio.run(main())
+    return asyncio.run(main())
 
 
 def read_all(directory: Path) -> list[bytes]:
@@ -55,18 +90,18 @@ def test_frames_round_trip_any_bytes() -> None:
     assert decode_frame(frame[8:]) == records
 
 
-def test_written_records_come_back_in_order_from_block_aligned_frames(tmp_path: Path) -> None:
+def test_written_records_come_back_in_order_from_block_aligned_frames(tmp_path: Path, use_aio: bool) -> None:
     records = [b"record-%d-" % i + os.urandom(i * 37) for i in range(300)]
-    write_records(tmp_path, records)
+    write_records(tmp_path, records, use_aio)
     assert read_all(tmp_path) == records
     [path] = segments(tmp_path)
     data = path.read_bytes()
     assert data.startswith(MAGIC) and len(data) % BLOCK == 0  # zeroed ahead, in whole blocks
 
 
-def test_a_live_writers_segment_is_never_finished_and_a_closed_ones_is(tmp_path: Path) -> None:
+def test_a_live_writers_segment_is_never_finished_and_a_closed_ones_is(tmp_path: Path, use_aio: bool) -> None:
     async def main() -> None:
-        writer = JournalWriter(tmp_path)
+        writer = JournalWriter(tmp_path, use_aio=use_aio)
         await writer.append(b"one")[1]
         [path] = segments(tmp_path)
         chunk = read_segment(path, 0, 100)
@@ -82,8 +117,8 @@ def test_a_live_writers_segment_is_never_finished_and_a_closed_ones_is(tmp_path:
     asyncio.run(main())
 
 
-def test_a_torn_last_frame_is_dropped_once_the_writer_is_gone(tmp_path: Path) -> None:
-    write_records(tmp_path, [b"kept-1", b"kept-2"])
+def test_a_torn_last_frame_is_dropped_once_the_writer_is_gone(tmp_path: Path, use_aio: bool) -> None:
+    write_records(tmp_path, [b"kept-1", b"kept-2"], use_aio)
     [path] = segments(tmp_path)
     end = read_segment(path, 0, 100).end
     torn = encode_frame([b"never acknowledged" * 100])
@@ -107,11 +142,11 @@ def test_a_corrupted_frame_stops_the_reader_rather_than_yield_garbage(tmp_path: 
     assert read_segment(second, 0, 100).records == [b"second"]
 
 
-def test_segments_rotate_when_full(tmp_path: Path) -> None:
+def test_segments_rotate_when_full(tmp_path: Path, use_aio: bool) -> None:
     records = [os.urandom(3000) for _ in range(40)]
 
     async def main() -> None:
-        writer = JournalWriter(tmp_path, segment_bytes=4 * BLOCK)
+        writer = JournalWriter(tmp_path, segment_bytes=4 * BLOCK, use_aio=use_aio)
         try:
             for record in records:  # one at a time: one frame each
                 await writer.append(record)[1]
@@ -123,6 +158,30 @@ def test_segments_rotate_when_full(tmp_path: Path) -> None:
     assert read_all(tmp_path) == records
 
 
+def test_a_frame_bigger_than_a_segment_goes_alone_into_a_fresh_one(tmp_path: Path, use_aio: bool) -> None:
+    # 5 MB: more than a segment here, and more than one zero-fill round (ZERO_CHUNK is 2 MiB).
+    records = [b"small-1", os.urandom(5_000_000), b"small-2"]
+    for record in records:
+        write_records(tmp_path, [record], use_aio, segment_bytes=64 * BLOCK)
+    assert read_all(tmp_path) == records
+    assert len(segments(tmp_path)) == 3  # one writer each; none rotated into an empty segment
+    # Only a bounded headroom of zeroed blocks beyond what was written (a runaway zero-fill would not be).
+    assert sum(p.stat().st_size for p in segments(tmp_path)) < 5_000_000 + 3 * (2 * 1024 * 1024 + 2 * BLOCK)
+
+
+def test_kernel_aio_is_used_where_the_filesystem_takes_o_direct(tmp_path: Path) -> None:
+    if not aio_available():
+        pytest.skip("no kernel AIO here")
+    probe = tmp_path / "probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+    except OSError:
+        pytest.skip("this filesystem refuses O_DIRECT")
+    assert write_records(tmp_path / "journal", [b"one", b"two"]) == "aio"
+    assert write_records(tmp_path / "journal", [b"three"], use_aio=False) == "thread"
+    assert read_all(tmp_path / "journal") == [b"one", b"two", b"three"]
+
+
 def test_a_file_that_is_not_a_segment_is_left_alone(tmp_path: Path) -> None:
     stranger = tmp_path / "0000-stranger.seg"
     stranger.write_bytes(b"not ours")
@@ -130,9 +189,9 @@ def test_a_file_that_is_not_a_segment_is_left_alone(tmp_path: Path) -> None:
     assert chunk.records == [] and not chunk.finished
 
 
-def test_a_lone_record_at_rest_is_written_at_once_not_after_max_wait(tmp_path: Path) -> None:
+def test_a_lone_record_at_rest_is_written_at_once_not_after_max_wait(tmp_path: Path, use_aio: bool) -> None:
     async def main() -> float:
-        writer = JournalWriter(tmp_path, max_wait=30.0)
+        writer = JournalWriter(tmp_path, max_wait=30.0, use_aio=use_aio)
         try:
             started = time.monotonic()
             await writer.append(b"alone")[1]
@@ -143,9 +202,9 @@ def test_a_lone_record_at_rest_is_written_at_once_not_after_max_wait(tmp_path: P
     assert asyncio.run(main()) < 5.0
 
 
-def test_a_burst_is_written_in_few_frames_and_all_of_it_durable(tmp_path: Path) -> None:
+def test_a_burst_is_written_in_few_frames_and_all_of_it_durable(tmp_path: Path, use_aio: bool) -> None:
     async def main() -> int:
-        writer = JournalWriter(tmp_path)
+        writer = JournalWriter(tmp_path, use_aio=use_aio)
         try:
             results = await asyncio.gather(*(writer.append(b"r%d" % i)[1] for i in range(500)))
             assert results == [None] * 500
@@ -158,13 +217,14 @@ def test_a_burst_is_written_in_few_frames_and_all_of_it_durable(tmp_path: Path) 
     assert sorted(read_all(tmp_path)) == sorted(b"r%d" % i for i in range(500))
 
 
-def test_the_page_cache_refusing_o_direct_still_works(tmp_path: Path) -> None:
+def test_tmpfs_works_whether_or_not_it_takes_o_direct(use_aio: bool) -> None:
+    # Kernels before 6.6 refuse O_DIRECT on tmpfs: the writes then go through the page cache, O_DSYNC.
     shm = Path("/dev/shm")
     if not shm.is_dir():
         pytest.skip("no /dev/shm (tmpfs) here")
     directory = shm / f"labelhook-journal-test-{os.getpid()}"
     try:
-        write_records(directory, [b"on tmpfs"])
+        write_records(directory, [b"on tmpfs"], use_aio)
         assert read_all(directory) == [b"on tmpfs"]
     finally:
         for path in directory.glob("*"):

@@ -38,6 +38,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from processors.queue.linux_aio import AioContext
+
 MAGIC = b"LHJOURN2"
 BLOCK = 4096  # frames start on block boundaries (O_DIRECT); the first block is the header
 ZERO_CHUNK = 2 * 1024 * 1024  # blocks are zeroed ahead of the writes this much at a time
@@ -143,8 +145,10 @@ class JournalWriter:
 
     Used from one event loop. Batches are numbered; `append` says which batch a record joined and
     returns a future settled once that batch is durable. Batches are pipelined like SQLite's group
-    commit: while one frame is on its way to disk on the writer thread (the write releases the GIL),
-    new records pile up for the next frame, which goes when it is full enough (`_retarget`).
+    commit: while one frame is on its way to disk, new records pile up for the next frame, which goes
+    when it is full enough (`_retarget`). Frames are written by kernel AIO submitted from the loop
+    itself (`_AioFrames`) where the filesystem takes `O_DIRECT` and the kernel offers AIO, else by a
+    writer thread (`_ThreadFrames`: tmpfs, other systems).
     """
 
     def __init__(
@@ -154,11 +158,13 @@ class JournalWriter:
         segment_bytes: int = SEGMENT_BYTES,
         max_batch: int = MAX_BATCH,
         max_wait: float = MAX_WAIT,
+        use_aio: bool = True,
     ) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.use_aio = use_aio
         directory.mkdir(parents=True, exist_ok=True)
         self._segment: _Segment | None = None
         self._pending: list[bytes] = []
@@ -173,12 +179,13 @@ class JournalWriter:
         self._collecting: list[asyncio.Future[None]] = []  # callers of the batch now collecting
         self._in_flight: list[asyncio.Future[None]] = []  # callers of the batch being written
         self._scheduled: asyncio.Handle | None = None
-        # The writer thread, started at the first frame: a plain thread and queue rather than an
-        # executor, whose futures and locks cost more per frame than the hand-off itself.
-        self._requests: queue.SimpleQueue[tuple[int, list[bytes], asyncio.AbstractEventLoop] | None]
-        self._requests = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._outcomes: dict[int, JournalError | None] = {}  # written by the thread, read by `close`
+        self._frames: _AioFrames | _ThreadFrames | None = None  # chosen at the first frame
+        self._outcomes: dict[int, JournalError | None] = {}  # a frame's result, until `_written` reads it
+
+    @property
+    def mode(self) -> str:
+        """How frames are written: ``"aio"``, ``"thread"``, or ``"idle"`` before the first one."""
+        return "idle" if self._frames is None else self._frames.mode
 
     def append(self, record: bytes) -> tuple[int, asyncio.Future[None]]:
         """Queue ``record`` for the next frame: its batch number, and a future for its durability."""
@@ -209,7 +216,7 @@ class JournalWriter:
     def _retarget(self, now: float) -> None:
         """Set the frame target: three quarters of the most callers seen waiting at once lately.
 
-        An O_DSYNC write costs the same CPU whatever it carries, so fuller frames leave more of it to
+        A durable write costs the same CPU whatever it carries, so fuller frames leave more of it to
         the HTTP work; but a frame that waited for *every* caller would leave the CPU idle while it is
         on disk. With three quarters on their way to disk, the last quarter keeps the CPU busy
         (bench/ingest.py). The peak halves every `PEAK_HALF_LIFE` seconds, so after a burst the target
@@ -248,25 +255,24 @@ class JournalWriter:
         self._writing_records = len(records)
         self._pending, self._batch = [], batch + 1
         self._in_flight, self._collecting = self._collecting, []
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._write_frames, name="labelhook-journal", daemon=True)
-            self._thread.start()
-        self._requests.put((batch, records, asyncio.get_running_loop()))
+        if self._frames is None:
+            self._frames = self._start_frames(asyncio.get_running_loop())
+        self._frames.submit(batch, encode_frame(records))
 
-    def _write_frames(self) -> None:
-        """The writer thread: one frame per request, the outcome handed back to the loop."""
-        while (request := self._requests.get()) is not None:
-            batch, records, loop = request
-            error: JournalError | None = None
-            try:
-                self._write(records)
-            except JournalError as exc:
-                error = exc
-            except Exception as exc:  # a bug must fail the batch, not kill the thread silently
-                error = JournalError(errno.EIO, f"journal write failed: {exc!r}")
-            self._outcomes[batch] = error
-            with contextlib.suppress(RuntimeError):  # the loop is gone (process exit): nobody waits
-                loop.call_soon_threadsafe(self._written, batch)
+    def _start_frames(self, loop: asyncio.AbstractEventLoop) -> _AioFrames | _ThreadFrames:
+        """AIO from the loop where the first segment takes `O_DIRECT` and the kernel has AIO; else a
+        thread. (Buffered AIO would block the loop in `io_submit` for the whole write.)"""
+        if self.use_aio:
+            with contextlib.suppress(OSError):  # the thread's first write reports a real failure
+                segment = self._segment_for(0)
+                if segment.direct:
+                    return _AioFrames(self, loop, AioContext())
+        return _ThreadFrames(self, loop)
+
+    def _frame_done(self, batch: int, error: JournalError | None) -> None:
+        """On the loop: ``batch``'s frame is durable (``error`` None) or has failed."""
+        self._outcomes[batch] = error
+        self._written(batch)
 
     def _written(self, batch: int) -> None:
         if batch <= self._durable:
@@ -296,25 +302,33 @@ class JournalWriter:
             else:
                 future.set_exception(error)
 
-    def _write(self, records: list[bytes]) -> None:
-        """On the writer thread: write one frame durably; rotate when the segment is full."""
-        frame = encode_frame(records)
+    def _segment_for(self, size: int) -> _Segment:
+        """The segment the next frame of ``size`` bytes goes to: rotated when the current one is full
+        (a reader may then index and delete it), created when there is none."""
+        segment = self._segment
+        # A frame bigger than a whole segment goes alone into a fresh one (never rotate an empty one).
+        if segment is not None and segment.offset > BLOCK and segment.offset + size > self.segment_bytes:
+            self._close_segment()
+            segment = None
+        if segment is None:
+            segment = self._segment = _Segment.create(self.directory)
+        return segment
+
+    def _write(self, frame: bytes) -> None:
+        """Blocking: write one frame durably (the writer thread, and `close`)."""
         size = _aligned(len(frame))
         try:
-            segment = self._segment
-            if segment is not None and segment.offset + size > self.segment_bytes:
-                self._close_segment()  # full: the next frame starts a new one (a reader may now delete it)
-                segment = None
-            if segment is None:
-                segment = self._segment = _Segment.create(self.directory)
-            segment.write(frame, size)
+            self._segment_for(size).write(frame, size)
         except OSError as exc:
-            if not isinstance(exc, ZeroFillError):
-                # After a failed write the file's state is unknown ("fsyncgate"): abandon the
-                # segment. A torn frame at its end fails its CRC and readers drop it.
-                self._close_segment()
-            reason = f"journal write failed: {exc.strerror or exc}"
-            raise JournalError(exc.errno or errno.EIO, reason) from exc
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: OSError) -> JournalError:
+        """The `JournalError` for a failed frame. After a failed write the file's state is unknown
+        ("fsyncgate"): the segment is abandoned, and a torn frame at its end fails its CRC, so readers
+        drop it. A `ZeroFillError` wrote nothing: the segment stays."""
+        if not isinstance(exc, ZeroFillError):
+            self._close_segment()
+        return JournalError(exc.errno or errno.EIO, f"journal write failed: {exc.strerror or exc}")
 
     def _close_segment(self) -> None:
         if self._segment is not None:
@@ -322,14 +336,13 @@ class JournalWriter:
             self._segment = None
 
     def close(self) -> None:
-        """Write what is pending, close the segment and the thread (blocking)."""
+        """Write what is pending, close the segment and the frame writer (blocking)."""
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
-        if self._thread is not None:
-            self._requests.put(None)
-            self._thread.join()  # the frame in flight, if any, is written now
-            self._thread = None
+        if self._frames is not None:
+            self._frames.drain()  # the frame in flight, if any, is written now; its outcome recorded
+            self._frames = None
         if self._writing_records:
             self._writing_records = 0
             waiters, self._in_flight = self._in_flight, []
@@ -339,11 +352,169 @@ class JournalWriter:
             self._pending, self._batch = [], batch + 1
             waiters, self._collecting = self._collecting, []
             try:
-                self._write(records)
+                self._write(encode_frame(records))
                 self._settle(batch, None, waiters)
             except JournalError as exc:
                 self._settle(batch, exc, waiters)
         self._close_segment()
+
+
+class _ThreadFrames:
+    """Frames written on a dedicated thread, one blocking write each, outcomes handed to the loop.
+
+    A plain thread and queue rather than an executor, whose futures and locks cost more per frame.
+    """
+
+    mode = "thread"
+
+    def __init__(self, writer: JournalWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self.writer = writer
+        self.loop = loop
+        self._requests: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="labelhook-journal", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: int, frame: bytes) -> None:
+        self._requests.put((batch, frame))
+
+    def _run(self) -> None:
+        writer = self.writer
+        while (request := self._requests.get()) is not None:
+            batch, frame = request
+            error: JournalError | None = None
+            try:
+                writer._write(frame)
+            except JournalError as exc:
+                error = exc
+            except Exception as exc:  # a bug must fail the batch, not kill the thread silently
+                error = JournalError(errno.EIO, f"journal write failed: {exc!r}")
+            writer._outcomes[batch] = error
+            with contextlib.suppress(RuntimeError):  # the loop is gone (process exit): nobody waits
+                self.loop.call_soon_threadsafe(writer._written, batch)
+
+    def drain(self) -> None:
+        self._requests.put(None)
+        self._thread.join()
+
+
+_ZERO_TAG = 0  # AIO tag of a zero-fill write; a frame's tag is its batch number + 1
+
+
+class _AioFrames:
+    """Frames written by kernel AIO submitted from the event loop: no thread, no hand-off.
+
+    One frame is in flight at a time (as with the thread). Blocks are zeroed ahead of the frames by
+    AIO writes too, into space reserved with `fallocate` first: an *extending* direct write would make
+    `io_submit` wait for it. A frame that finds no zeroed room waits, parked, for the zero-fill.
+    """
+
+    mode = "aio"
+
+    def __init__(self, writer: JournalWriter, loop: asyncio.AbstractEventLoop, aio: AioContext) -> None:
+        self.writer = writer
+        self.loop = loop
+        self.aio = aio
+        self._parked: tuple[int, bytes] | None = None  # a frame waiting for zeroed blocks
+        self._frame: tuple[int, _Segment, int] | None = None  # batch, segment, size: on its way to disk
+        self._zeroing: tuple[_Segment, int, int] | None = None  # segment, start, end: zeros on their way
+        loop.add_reader(aio.fileno, self._completed)
+
+    def submit(self, batch: int, frame: bytes) -> None:
+        self._parked = (batch, frame)
+        self._advance()
+
+    def _advance(self) -> None:
+        """Submit the parked frame if nothing is in flight and its blocks are zeroed."""
+        if self._parked is None or self._frame is not None:
+            return
+        batch, frame = self._parked
+        size = _aligned(len(frame))
+        writer = self.writer
+        try:
+            segment = writer._segment_for(size)
+            end = segment.offset + size
+            if self._zeroing is None:
+                # Zero ahead now, while no direct write is in flight: `fallocate` waits for those.
+                if end > segment.zeroed:
+                    self._zero(segment, end)
+                elif segment.zeroed - end < ZERO_CHUNK // 2 and segment.zeroed < writer.segment_bytes:
+                    with contextlib.suppress(OSError):  # early: a frame that needs the room reports it
+                        self._zero(segment, segment.zeroed)
+            if end > segment.zeroed:
+                return  # `_completed` comes back here once the zeros are on disk
+            self.aio.submit_write(segment.fd, segment.stage(frame, size), size, segment.offset, batch + 1)
+        except OSError as exc:
+            self._parked = None
+            writer._frame_done(batch, writer._failure(exc))
+            return
+        self._parked = None
+        self._frame = (batch, segment, size)
+        segment.offset = end
+
+    def _zero(self, segment: _Segment, end: int) -> None:
+        """Start zeroing blocks from ``segment.zeroed`` towards ``end`` plus headroom (one write of at
+        most `ZERO_CHUNK`; a frame bigger than that takes several rounds)."""
+        start = segment.zeroed
+        length = min(segment.zero_target(end) - start, ZERO_CHUNK)
+        try:
+            os.posix_fallocate(segment.fd, start, length)
+            self.aio.submit_write(segment.fd, _ZEROS, length, start, _ZERO_TAG)
+        except OSError as exc:
+            raise ZeroFillError(exc.errno, exc.strerror) from exc
+        self._zeroing = (segment, start, start + length)
+
+    def _completed(self) -> None:
+        """The eventfd is readable: settle what finished, then submit what waits."""
+        for tag, result in self.aio.completions():
+            self._finish(tag, result, notify=True)
+        self._advance()
+
+    def _finish(self, tag: int, result: int, *, notify: bool) -> None:
+        writer = self.writer
+        if tag == _ZERO_TAG:
+            assert self._zeroing is not None
+            segment, start, end = self._zeroing
+            self._zeroing = None
+            if result == end - start:
+                segment.zeroed = end
+            elif self._parked is not None and segment is writer._segment:
+                # The parked frame needed that room: fail it; nothing was written, the segment stays.
+                batch, _ = self._parked
+                self._parked = None
+                code = -result if result < 0 else errno.ENOSPC
+                self._report(batch, writer._failure(ZeroFillError(code, os.strerror(code))), notify)
+            return
+        assert self._frame is not None
+        batch, segment, size = self._frame
+        self._frame = None
+        error = None
+        if result != size:
+            code = -result if result < 0 else errno.EIO
+            error = writer._failure(OSError(code, os.strerror(code) if result < 0 else "short write"))
+        self._report(batch, error, notify)
+
+    def _report(self, batch: int, error: JournalError | None, notify: bool) -> None:
+        if notify:
+            self.writer._frame_done(batch, error)
+        else:
+            self.writer._outcomes[batch] = error  # `close` settles it
+
+    def drain(self) -> None:
+        """Blocking: finish the writes in flight and write a parked frame; then release the context."""
+        while self.aio.in_flight:
+            for tag, result in self.aio.completions(wait_for=1):
+                self._finish(tag, result, notify=False)
+        if self._parked is not None:
+            batch, frame = self._parked
+            self._parked = None
+            try:
+                self.writer._write(frame)
+                self.writer._outcomes[batch] = None
+            except JournalError as exc:
+                self.writer._outcomes[batch] = exc
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.aio.fileno)
+        self.aio.close()
 
 
 class _Segment:
@@ -358,9 +529,10 @@ class _Segment:
     filesystem refuses it (tmpfs) the same writes go through the page cache, still `O_DSYNC`.
     """
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int, path: Path, direct: bool) -> None:
         self.fd = fd
         self.path = path
+        self.direct = direct  # opened with O_DIRECT
         self.offset = BLOCK  # the first block holds the header
         self.zeroed = BLOCK
         self._buffer = mmap.mmap(-1, 64 * 1024)
@@ -369,10 +541,10 @@ class _Segment:
     def create(cls, directory: Path) -> _Segment:
         name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(4).hex()}"
         temp = directory / f"{name}.new"
-        fd = _open_direct(temp)
+        fd, direct = _open_direct(temp)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until the segment is closed
-            segment = cls(fd, directory / f"{name}.seg")
+            segment = cls(fd, directory / f"{name}.seg", direct)
             header = mmap.mmap(-1, BLOCK)
             header.write(MAGIC)
             os.pwrite(fd, header, 0)
@@ -385,31 +557,42 @@ class _Segment:
             raise
         return segment
 
-    def zero_to(self, end: int) -> None:
-        """Make sure blocks up to ``end`` are written with zeros (durably: the fd is O_DSYNC), and a
-        little more when the disk has room: at most `ZERO_CHUNK`, at most a quarter of the free space."""
+    def zero_target(self, end: int) -> int:
+        """Where zeroing for a frame ending at ``end`` should stop: a little further when the disk has
+        room — at most `ZERO_CHUNK`, at most a quarter of the free space."""
         with contextlib.suppress(OSError):
             stats = os.statvfs(self.fd)
             end += min(ZERO_CHUNK, stats.f_bavail * stats.f_frsize // 4) // BLOCK * BLOCK
+        return end
+
+    def zero_to(self, end: int) -> None:
+        """Blocking: make sure blocks up to ``end`` (and headroom) are durably zeroed."""
+        end = self.zero_target(end)
         while self.zeroed < end:
             piece = memoryview(_ZEROS)[: min(ZERO_CHUNK, end - self.zeroed)]
             written = os.pwrite(self.fd, piece, self.zeroed)
             self.zeroed += written - written % BLOCK
 
-    def write(self, frame: bytes, size: int) -> None:
-        """Write ``frame`` (padded to ``size``) at the end. Raises `ZeroFillError` when the blocks for it
-        could not be prepared — the segment is intact then — and OSError when the write itself failed."""
-        if self.offset + size > self.zeroed:
-            try:
-                self.zero_to(self.offset + size)
-            except OSError as exc:
-                raise ZeroFillError(exc.errno, exc.strerror) from exc
+    def stage(self, frame: bytes, size: int) -> mmap.mmap:
+        """The aligned buffer holding ``frame`` padded with zeros to ``size`` (never in flight twice)."""
         if len(self._buffer) < size:
             self._buffer.close()
             self._buffer = mmap.mmap(-1, size)
         buffer = self._buffer
         buffer[: len(frame)] = frame
         buffer[len(frame) : size] = bytes(size - len(frame))  # padding: zeros, as the block held
+        return buffer
+
+    def write(self, frame: bytes, size: int) -> None:
+        """Blocking: write ``frame`` (padded to ``size``) at the end. Raises `ZeroFillError` when the
+        blocks for it could not be prepared — the segment is intact then — and OSError when the write
+        itself failed."""
+        if self.offset + size > self.zeroed:
+            try:
+                self.zero_to(self.offset + size)
+            except OSError as exc:
+                raise ZeroFillError(exc.errno, exc.strerror) from exc
+        buffer = self.stage(frame, size)
         if os.pwrite(self.fd, memoryview(buffer)[:size], self.offset) != size:
             raise OSError(errno.EIO, "short write")
         self.offset += size
@@ -428,16 +611,17 @@ def _aligned(size: int) -> int:
 _ZEROS = mmap.mmap(-1, ZERO_CHUNK)
 
 
-def _open_direct(path: Path) -> int:
+def _open_direct(path: Path) -> tuple[int, bool]:
+    """Create ``path`` for durable writes: its fd, and whether it bypasses the page cache."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_DSYNC
     try:
-        return os.open(path, flags | os.O_DIRECT, 0o600)
+        return os.open(path, flags | os.O_DIRECT, 0o600), True
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # some filesystems create the file before refusing the flag
-        return os.open(path, flags, 0o600)
+        return os.open(path, flags, 0o600), False
 
 
 def _fsync_directory(directory: Path) -> None:
