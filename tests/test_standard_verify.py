@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 
 import pytest
 
 from processors.config import load_settings
 from receiver.errors import BadRequest, ReceiverError, Unauthorized
-from receiver.vendors.base import IncomingRequest
+from receiver.vendors.base import IncomingRequest, parse_json
 from receiver.vendors.standard import StandardAdapter
 from tests.support import OLD_SECRET, SECRET, sign
 
@@ -138,3 +139,30 @@ def test_svix_header_names_are_accepted_too() -> None:
     )
     with pytest.raises(Unauthorized):
         adapter().verify(request(forged), NOW)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": [1, 2.5, "\\u00e9", null, true]}',
+        b' {"padded": 1} \n',  # whitespace around the document
+        b'\xef\xbb\xbf{"bom": 1}',  # a UTF-8 BOM
+        '{"utf16": 1}'.encode("utf-16"),
+        b'{"a": NaN}',
+        b'"just a string"',
+        b"1",
+        b'{"a": 1} trailing',
+        b'{"a": ',
+        b"\xff\xfe\xfd",
+        b"",
+        b"[" * 100_000,  # deeper than the parser's recursion guard
+    ],
+)
+def test_body_parsing_accepts_and_refuses_exactly_what_json_loads_does(body: bytes) -> None:
+    try:
+        expected: object = json.loads(body)
+    except (ValueError, RecursionError):
+        with pytest.raises(BadRequest):
+            parse_json(body)
+    else:
+        assert repr(parse_json(body)) == repr(expected)  # repr: NaN != NaN
