@@ -35,6 +35,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,13 +159,13 @@ class JournalWriter:
         segment_bytes: int = SEGMENT_BYTES,
         max_batch: int = MAX_BATCH,
         max_wait: float = MAX_WAIT,
-        use_aio: bool = True,
+        aio: Callable[[], AioContext] | None = AioContext,
     ) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self.use_aio = use_aio
+        self.aio = aio  # makes the kernel AIO context; None: always the writer thread
         directory.mkdir(parents=True, exist_ok=True)
         self._segment: _Segment | None = None
         self._pending: list[bytes] = []
@@ -262,11 +263,11 @@ class JournalWriter:
     def _start_frames(self, loop: asyncio.AbstractEventLoop) -> _AioFrames | _ThreadFrames:
         """AIO from the loop where the first segment takes `O_DIRECT` and the kernel has AIO; else a
         thread. (Buffered AIO would block the loop in `io_submit` for the whole write.)"""
-        if self.use_aio:
+        if self.aio is not None:
             with contextlib.suppress(OSError):  # the thread's first write reports a real failure
                 segment = self._segment_for(0)
                 if segment.direct:
-                    return _AioFrames(self, loop, AioContext())
+                    return _AioFrames(self, loop, self.aio())
         return _ThreadFrames(self, loop)
 
     def _frame_done(self, batch: int, error: JournalError | None) -> None:
@@ -443,9 +444,12 @@ class _AioFrames:
             if end > segment.zeroed:
                 return  # `_completed` comes back here once the zeros are on disk
             self.aio.submit_write(segment.fd, segment.stage(frame, size), size, segment.offset, batch + 1)
-        except OSError as exc:
+        except Exception as exc:  # a bug too must fail the batch (503), not leave its callers waiting
             self._parked = None
-            writer._frame_done(batch, writer._failure(exc))
+            if isinstance(exc, OSError):
+                writer._frame_done(batch, writer._failure(exc))
+            else:
+                writer._frame_done(batch, JournalError(errno.EIO, f"journal write failed: {exc!r}"))
             return
         self._parked = None
         self._frame = (batch, segment, size)
