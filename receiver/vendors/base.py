@@ -10,14 +10,15 @@ from __future__ import annotations
 import hmac
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from processors.config import Secret, SourceConfig
 from receiver.errors import BadRequest
 
-_scan = json.JSONDecoder().scan_once  # the C scanner, as `json.loads` uses it
+# The C scanner `json.loads` itself uses (typeshed does not declare the decoder's attribute).
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
