@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import mmap
 import os
 import struct
@@ -21,6 +22,7 @@ from processors.queue.journal import (
     MAGIC,
     JournalError,
     JournalWriter,
+    abandoned,
     decode_frame,
     encode_frame,
     read_segment,
@@ -222,6 +224,30 @@ def test_a_failed_aio_frame_fails_its_callers_and_the_next_frame_starts_a_new_se
     first, second = segments(tmp_path)  # the segment of the failed write was abandoned
     assert read_segment(second, 0, 10).records == [b"kept"]
     assert read_segment(first, 0, 10).records in ([], [b"lost"])  # unknown after a failed write
+
+
+def test_a_segment_abandoned_mid_creation_is_swept_and_a_live_or_fresh_one_is_not(tmp_path: Path) -> None:
+    journal_dir = tmp_path / "queue.db-intake"
+    journal_dir.mkdir()
+    dead, fresh, live = (journal_dir / f"{name}.new" for name in ("1-dead", "2-fresh", "3-live"))
+    for path in (dead, fresh, live):
+        path.write_bytes(MAGIC)
+    an_hour_ago = time.time() - 3600
+    for path in (dead, live):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # its writer is alive (between create and rename)
+        assert abandoned(journal_dir) == [dead]
+
+        async def index() -> None:
+            queue = SQLiteQueue(str(tmp_path / "queue.db"))
+            try:
+                await queue.index()
+            finally:
+                await queue.close()
+
+        asyncio.run(index())
+        assert sorted(p.name for p in journal_dir.iterdir()) == ["2-fresh.new", "3-live.new"]
 
 
 def test_kernel_aio_is_used_where_the_filesystem_takes_o_direct(tmp_path: Path) -> None:

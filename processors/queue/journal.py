@@ -102,6 +102,31 @@ def segments(directory: Path) -> list[Path]:
         return []
 
 
+def abandoned(directory: Path, *, older_than: float = 60.0, now: float | None = None) -> list[Path]:
+    """Segments whose writer died between creating them and renaming them into view (``*.new``).
+
+    Such a file holds at most the header: nothing was ever acknowledged from it. A live writer holds
+    its lock from right after creating it until long after the rename, so an unlocked one is garbage;
+    the age rule covers the instant between `open` and `flock`, when a live writer's is unlocked too.
+    """
+    now = time.time() if now is None else now
+    found = []
+    try:
+        candidates = [p for p in directory.iterdir() if p.suffix == ".new"]
+    except FileNotFoundError:
+        return []
+    for path in candidates:
+        try:
+            if now - path.stat().st_mtime < older_than:
+                continue
+            with open(path, "rb") as file:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except (BlockingIOError, FileNotFoundError):
+            continue  # still being created, or already gone
+        found.append(path)
+    return found
+
+
 def read_segment(path: Path, offset: int, max_records: int) -> Chunk:
     """Whole frames of ``path`` from ``offset`` (0: the start), stopping after ``max_records``."""
     with open(path, "rb") as file:

@@ -60,6 +60,8 @@ _INSERT = (
 #: Journal records indexed per transaction: big enough to amortise the commit, small enough that one
 #: indexing step holds the event loop for a few milliseconds (the worker shares it under `run`).
 INDEX_BATCH = 256
+#: How often a caught-up reader looks for segments a writer abandoned mid-creation (`journal.abandoned`).
+SWEEP_SECONDS = 60.0
 #: Dedupe keys this process remembers for its ack-time answer (~200 bytes each): the window in which a
 #: repeat is answered "duplicate" without touching SQLite. Older repeats are dropped when indexed.
 RECENT_KEYS = 65_536
@@ -119,6 +121,7 @@ class SQLiteQueue(Queue):
         self._recent: dict[str, tuple[str, int]] | None = None
         self._recent_order: deque[str] = deque()
         self._recent_keys = recent_keys
+        self._swept_at = -SWEEP_SECONDS  # monotonic time of the last sweep: the first reader sweeps
         self._wakeup: asyncio.Event | None = None
         self._closed = False
 
@@ -243,6 +246,12 @@ class SQLiteQueue(Queue):
         for path in finished:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # only after the commit: its records are in the table for good
+        if read == 0 and time.monotonic() - self._swept_at > SWEEP_SECONDS:
+            # Caught up: sweep what writers killed mid-creation left (never acknowledged), now and then.
+            self._swept_at = time.monotonic()
+            for path in journal.abandoned(self.journal_dir):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         return read, result
 
     async def index(self) -> int:
