@@ -94,12 +94,16 @@ class Chunk:
     discarded: int = 0  # length of a torn frame a finished segment ends with (never acknowledged)
 
 
-def segments(directory: Path) -> list[Path]:
-    """The journal's segments, oldest first (names start with a nanosecond timestamp)."""
+def _files(directory: Path, suffix: str) -> list[Path]:
     try:
-        return sorted(p for p in directory.iterdir() if p.suffix == ".seg")
+        return sorted(p for p in directory.iterdir() if p.suffix == suffix)
     except FileNotFoundError:
         return []
+
+
+def segments(directory: Path) -> list[Path]:
+    """The journal's segments, oldest first (names start with a nanosecond timestamp)."""
+    return _files(directory, ".seg")
 
 
 def abandoned(directory: Path, *, older_than: float = 60.0, now: float | None = None) -> list[Path]:
@@ -111,11 +115,7 @@ def abandoned(directory: Path, *, older_than: float = 60.0, now: float | None = 
     """
     now = time.time() if now is None else now
     found = []
-    try:
-        candidates = [p for p in directory.iterdir() if p.suffix == ".new"]
-    except FileNotFoundError:
-        return []
-    for path in candidates:
+    for path in _files(directory, ".new"):
         try:
             if now - path.stat().st_mtime < older_than:
                 continue
@@ -348,10 +348,15 @@ class JournalWriter:
         except OSError as exc:
             raise self._failure(exc) from exc
 
-    def _failure(self, exc: OSError) -> JournalError:
-        """The `JournalError` for a failed frame. After a failed write the file's state is unknown
-        ("fsyncgate"): the segment is abandoned, and a torn frame at its end fails its CRC, so readers
-        drop it. A `ZeroFillError` wrote nothing: the segment stays."""
+    def _failure(self, exc: Exception) -> JournalError:
+        """The `JournalError` for a frame that failed with ``exc``. After a failed write the file's
+        state is unknown ("fsyncgate"): the segment is abandoned, and a torn frame at its end fails its
+        CRC, so readers drop it. A `ZeroFillError` wrote nothing: the segment stays. Anything that is
+        not an OSError is a bug: it too fails the batch (503) rather than leave its callers waiting."""
+        if isinstance(exc, JournalError):
+            return exc  # already translated (by `_write`)
+        if not isinstance(exc, OSError):
+            return JournalError(errno.EIO, f"journal write failed: {exc!r}")
         if not isinstance(exc, ZeroFillError):
             self._close_segment()
         return JournalError(exc.errno or errno.EIO, f"journal write failed: {exc.strerror or exc}")
@@ -410,10 +415,8 @@ class _ThreadFrames:
             error: JournalError | None = None
             try:
                 writer._write(frame)
-            except JournalError as exc:
-                error = exc
-            except Exception as exc:  # a bug must fail the batch, not kill the thread silently
-                error = JournalError(errno.EIO, f"journal write failed: {exc!r}")
+            except Exception as exc:  # a bug too must fail the batch, not kill the thread silently
+                error = writer._failure(exc)
             writer._outcomes[batch] = error
             with contextlib.suppress(RuntimeError):  # the loop is gone (process exit): nobody waits
                 self.loop.call_soon_threadsafe(writer._written, batch)
@@ -471,10 +474,7 @@ class _AioFrames:
             self.aio.submit_write(segment.fd, segment.stage(frame, size), size, segment.offset, batch + 1)
         except Exception as exc:  # a bug too must fail the batch (503), not leave its callers waiting
             self._parked = None
-            if isinstance(exc, OSError):
-                writer._frame_done(batch, writer._failure(exc))
-            else:
-                writer._frame_done(batch, JournalError(errno.EIO, f"journal write failed: {exc!r}"))
+            writer._frame_done(batch, writer._failure(exc))
             return
         self._parked = None
         self._frame = (batch, segment, size)

@@ -1,8 +1,8 @@
 """The default queue: one SQLite file in WAL mode, an intake journal beside it, leases, group commit.
 
 Enqueue (the receiver's ack path) appends the delivery to the intake journal (`journal.py`): one
-write and one fdatasync per batch of concurrent callers, and the caller returns only after its batch
-is on disk. Readers of the queue — the worker's claim first of all, but also depth, listings and
+durable (`O_DSYNC`) write per batch of concurrent callers, and the caller returns only after its
+batch is on disk. Readers of the queue — the worker's claim first of all, but also depth, listings and
 replay — index the journal into the `deliveries` table before they look, in large transactions on
 their own side. So the expensive part of SQLite (B-tree, unique dedupe index, WAL, checkpoints) is
 paid off the ack path, and a worker's long transaction can never stall an acknowledgement.
