@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,6 +112,20 @@ def labelhook(*args: str, env: Mapping[str, str], cwd: Path, **kwargs: Any) -> s
         )
     finally:
         log.close()
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, **env: str) -> Iterator[int]:
+    """`labelhook serve` as a real subprocess on a free 127.0.0.1 port (``cli_env(tmp, **env)``), up
+    and answering `/healthz`; yields the port, and stops the process afterwards."""
+    port = free_port()
+    proc = labelhook("serve", env=cli_env(tmp, PORT=str(port), HOST="127.0.0.1", **env), cwd=tmp)
+    try:
+        wait_for(lambda: is_up(f"http://127.0.0.1:{port}"), timeout=30, what="labelhook serve up")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def free_port() -> int:

@@ -46,6 +46,7 @@ from tests.support import (
     is_up,
     labelhook,
     run_cli,
+    serving,
     sign,
     wait_for,
 )
@@ -316,17 +317,11 @@ def test_over_the_concurrency_limit_is_a_json_503(tmp_path: Path) -> None:
 
 
 def test_serve_uses_the_bounded_protocol_and_default_limits(tmp_path: Path) -> None:
-    port = free_port()
-    proc = labelhook("serve", env=cli_env(tmp_path, PORT=str(port)), cwd=tmp_path)
-    try:
-        wait_for(lambda: is_up(f"http://127.0.0.1:{port}"), timeout=30, what="labelhook serve up")
+    with serving(tmp_path) as port:
         status, _, body = exchange(port, request(BODY, {**signed(BODY), "X-Pad": "a" * 100_000}))
         assert status == 431 and json.loads(body)["error"] == "headers_too_large"
         status, _, body = exchange(port, b"\x00\x01garbage\r\n\r\n")
         assert status == 400 and json.loads(body)["error"] == "bad_request"
-    finally:
-        proc.terminate()
-        proc.wait(30)
     assert _settings(tmp_path).limit_concurrency == 128
 
 

@@ -31,7 +31,7 @@ from processors.queue.journal import (
 from processors.queue.linux_aio import AioContext
 from processors.queue.sqlite import SQLiteQueue
 from tests.support import acme_delivery as delivery
-from tests.support import queue_rows
+from tests.support import index_queue, queue_rows
 
 
 def aio_available() -> bool:
@@ -238,15 +238,7 @@ def test_a_segment_abandoned_mid_creation_is_swept_and_a_live_or_fresh_one_is_no
     with open(live, "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # its writer is alive (between create and rename)
         assert abandoned(journal_dir) == [dead]
-
-        async def index() -> None:
-            queue = SQLiteQueue(str(tmp_path / "queue.db"))
-            try:
-                await queue.index()
-            finally:
-                await queue.close()
-
-        asyncio.run(index())
+        index_queue(tmp_path / "queue.db")  # a caught-up reader sweeps
         assert sorted(p.name for p in journal_dir.iterdir()) == ["2-fresh.new", "3-live.new"]
 
 

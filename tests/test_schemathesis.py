@@ -12,7 +12,6 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,7 @@ from hypothesis import strategies as st
 
 from processors.worker import VERSION
 from receiver.openapi import openapi_schema
-from tests.support import cli_env, free_port, is_up, labelhook, wait_for
+from tests.support import serving
 
 EXAMPLES = int(os.environ.get("LABELHOOK_FUZZ_EXAMPLES", "60"))
 
@@ -57,16 +56,8 @@ class Served:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`labelhook serve` as its own process, as deployed (and no server threads or their garbage in
     this one: see `no_gc_while_fuzzing`)."""
-    tmp: Path = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    proc = labelhook("serve", env=cli_env(tmp, PORT=str(port), HOST="127.0.0.1"), cwd=tmp)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: is_up(url), timeout=30, what="labelhook serve up")
-        yield Served(url)
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with serving(tmp_path_factory.mktemp("fuzz")) as port:
+        yield Served(f"http://127.0.0.1:{port}")
 
 
 # The schema the app serves is built from code alone (no app state), so it can be loaded at import time
