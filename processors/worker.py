@@ -81,6 +81,9 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self.processed = 0
         self.metrics = metrics if metrics is not None else Metrics(settings.sources)
+        #: Why `run` ended without being asked to (an exception, or a return while not stopping);
+        #: `/readyz` fails and the CLI exits non-zero on it, so the platform restarts the process.
+        self.failure: str | None = None
 
     def stop(self) -> None:
         """Ask the loop to stop claiming and drain; safe to call from a signal handler or any thread."""
@@ -104,8 +107,28 @@ class Worker:
             self._processors[source_name] = processor
         return processor
 
+    @property
+    def alive(self) -> bool:
+        return self.failure is None
+
     async def run(self) -> None:
-        """Claim and process until stopped; then drain, release leftovers and return."""
+        """Claim and process until stopped; then drain, release leftovers and return.
+
+        Anything that escapes the loop (no single record can: unreadable or failing records become
+        retries or dead letters) is recorded in `failure` and re-raised: a dead worker must be seen.
+        """
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            if not self.stopping:
+                self.failure = "worker task cancelled"
+            raise
+        except BaseException as exc:
+            self.failure = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.critical("worker died", extra={"error": self.failure}, exc_info=True)
+            raise
+
+    async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         pollers = [asyncio.create_task(self._poll(name)) for name in self.polled_sources()]

@@ -48,10 +48,13 @@ def create_app(
     clock: Callable[[], float] = time.time,
     close_on_shutdown: bool = True,
     metrics: Metrics | None = None,
+    on_worker_death: Callable[[], None] | None = None,
 ) -> ASGIApp:
     """Build the app. ``worker`` (for `labelhook run`) and ``background`` tasks live in the lifespan.
 
     ``metrics`` defaults to the worker's, so one `/metrics` shows intake and worker together.
+    If the hosted worker's task ends on its own, `/readyz` answers 503 from then on and
+    ``on_worker_death`` is called (the CLI stops the server and exits non-zero).
     """
     if metrics is None:
         metrics = worker.metrics if worker is not None else Metrics(settings.sources)
@@ -70,6 +73,8 @@ def create_app(
     async def readyz(request: Request) -> Response:
         checks: dict[str, Any] = {}
         ok = True
+        if worker is not None and worker_done.is_set():
+            ok, checks["worker"] = False, worker.failure or "worker stopped"
         try:
             await queue.ping()
             checks["queue"] = "ok"
@@ -118,10 +123,26 @@ def create_app(
         log.exception("unhandled error", extra={"path": request.url.path})
         return error_response(500, "internal_error", "internal error")
 
+    worker_done = asyncio.Event()
+
+    def worker_ended(task: asyncio.Task[None]) -> None:
+        worker_done.set()
+        if not task.cancelled():
+            task.exception()  # retrieved here; Worker.run logged it with its traceback
+        if worker is None or worker.stopping:
+            return  # a requested stop (shutdown): not a death
+        if worker.failure is None:
+            worker.failure = "worker task ended" if task.cancelled() else "worker returned while not stopping"
+        log.critical("worker is not running; readiness fails", extra={"error": worker.failure})
+        if on_worker_death is not None:
+            on_worker_death()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(fn()) for fn in background]
         worker_task = asyncio.create_task(worker.run()) if worker is not None else None
+        if worker_task is not None:
+            worker_task.add_done_callback(worker_ended)
         try:
             yield
         finally:

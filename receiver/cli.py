@@ -96,7 +96,16 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, d
         sandbox = settings.source(PLAYMENT_SOURCE)
         if sandbox is not None and sandbox.options.get("sandbox") == "1":
             background.append(lambda: send_playment_samples(f"http://{local}:{port}", sandbox))
-    app = create_app(settings, queue, store, worker=worker, background=background)
+    server: Any = None
+
+    def worker_died() -> None:
+        # The PaaS restarts a process that exits; a web dyno with a dead worker would ack forever.
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(
+        settings, queue, store, worker=worker, background=background, on_worker_death=worker_died
+    )
     log.info(
         "starting",
         extra={
@@ -121,7 +130,11 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, d
         timeout_keep_alive=5,
         http=BoundedHttpTools,  # head-size cap, request deadline, JSON 400/503 (receiver/protocol.py)
     )
-    _server_class()(config).run()
+    server = _server_class()(config)
+    server.run()
+    if worker is not None and worker.failure is not None:
+        log.critical("exiting: the worker died", extra={"error": worker.failure})
+        return 1
     return 0
 
 
@@ -148,7 +161,10 @@ def _work(settings: Settings) -> int:
         finally:
             await queue.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception:
+        return 1  # Worker.run logged why; a non-zero exit makes the platform restart the process
     return 0
 
 
