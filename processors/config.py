@@ -204,8 +204,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "PORT", 8000, minimum=0),
         host=env.get("HOST") or None,
         forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
-        # Connections + requests at once; above it a JSON 503. Bounds buffered bodies to about
-        # 128 × LABELHOOK_MAX_BODY_BYTES (~544 MiB) in the worst case. 0 = unlimited.
+        # Requests in the app at once (idle connections do not count); above it a JSON 503, except
+        # /healthz. Bounds buffered bodies to about 128 × LABELHOOK_MAX_BODY_BYTES. 0 = unlimited.
         limit_concurrency=_int(env, "LABELHOOK_LIMIT_CONCURRENCY", 128, minimum=0) or None,
         queue_url=_url(env, "LABELHOOK_QUEUE", "sqlite:///./var/queue.db", _QUEUE_SCHEMES),
         store_url=_url(env, "LABELHOOK_STORE", "file://./var/out", _STORE_SCHEMES),

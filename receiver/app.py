@@ -32,6 +32,7 @@ from receiver.errors import NotFound, ReceiverError, error_response
 from receiver.intake import Intake
 from receiver.middleware import BodyLimitMiddleware
 from receiver.openapi import openapi_schema
+from receiver.request_limit import RequestLimit
 from receiver.vendors import ADAPTERS, VendorAdapter
 
 log = logging.getLogger("labelhook.receiver")
@@ -172,7 +173,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    return Intake(
+    intake = Intake(
         app,
         adapters=adapters,
         queue=queue,
@@ -180,3 +181,4 @@ def create_app(
         clock=clock,
         counters=metrics.intake,
     )
+    return RequestLimit(intake, settings.limit_concurrency)

@@ -126,9 +126,10 @@ def _serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, d
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=HTTP_GRACE_SECONDS,
-        limit_concurrency=settings.limit_concurrency,
+        # No limit_concurrency: uvicorn's counts idle connections as load (the app limits requests,
+        # the protocol idle connections: receiver/request_limit.py, receiver/protocol.py).
         timeout_keep_alive=5,
-        http=BoundedHttpTools,  # head-size cap, request deadline, JSON 400/503 (receiver/protocol.py)
+        http=BoundedHttpTools,  # head-size cap, idle and request deadlines, JSON 400 (receiver/protocol.py)
     )
     server = _server_class()(config)
     server.run()
