@@ -21,6 +21,7 @@ from processors.fetch.errors import (
     redact_url,
     translate_httpx_error,
 )
+from processors.fetch.decoding import ACCEPT_ENCODING, BoundedDecoder
 from processors.fetch.guard import GuardTransport, Resolver
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
@@ -52,7 +53,8 @@ def make_client(
         trust_env=False,
         timeout=timeout,
         cookies=no_cookies,
-        headers={"User-Agent": "labelhook"},
+        # Only what `BoundedDecoder` decodes in bounded steps (httpx would also offer br/zstd).
+        headers={"User-Agent": "labelhook", "Accept-Encoding": ACCEPT_ENCODING},
     )
 
 
@@ -108,15 +110,24 @@ class Stream:
         return _declared_length(self._response)
 
     def __iter__(self) -> Iterator[bytes]:
+        # Raw bytes, decoded here in bounded steps: the cap applies to decoded output as it grows.
+        if self._response.is_stream_consumed:
+            # Only a response built in memory (MockTransport) arrives read, and decoded, already.
+            decoder, raws = BoundedDecoder(None, self.url), iter([self._response.content])
+        else:
+            decoder = BoundedDecoder(self.headers.get("content-encoding"), f"GET {self.url}")
+            raws = self._response.iter_raw()
         try:
-            for chunk in self._response.iter_bytes():
-                self.size += len(chunk)
-                if self.size > self._max_bytes:
-                    raise _too_big(self._source, self._max_bytes)
-                if self._clock() > self._deadline:
-                    raise _deadline_passed(self._source, self._seconds)
-                self._hash.update(chunk)
-                yield chunk
+            for raw in raws:
+                for chunk in decoder.feed(raw):
+                    self.size += len(chunk)
+                    if self.size > self._max_bytes:
+                        raise _too_big(self._source, self._max_bytes)
+                    if self._clock() > self._deadline:
+                        raise _deadline_passed(self._source, self._seconds)
+                    self._hash.update(chunk)
+                    yield chunk
+            decoder.finish()
         except httpx.HTTPError as exc:
             raise translate_httpx_error(exc, self._source) from exc
 
@@ -210,7 +221,7 @@ class Fetcher:
             body = b"".join(stream)
             try:
                 return json.loads(body)
-            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, absurd nesting
                 raise Permanent(f"GET {stream.url} answered invalid JSON") from None
 
     def post_json(
@@ -268,7 +279,7 @@ class Fetcher:
             return None
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Permanent(f"POST {redact_url(target)} answered invalid JSON") from None
 
     def download(
