@@ -84,6 +84,8 @@ class Settings:
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     max_body_bytes: int = 4 * 1024 * 1024 + 256 * 1024
     fetch_max_bytes: int = 512 * 1024 * 1024
+    #: ``host:port`` origins (LABELHOOK_FETCH_ALLOW_HOSTS) every source may fetch from past the SSRF
+    #: guard; a source's own are in its options (``fetch_allow``) and its API_URL (`fetch_allow_for`).
     fetch_allow_hosts: tuple[str, ...] = ()
     max_attempts: int = 8
     retry_base_seconds: float = 2.0
@@ -99,6 +101,49 @@ class Settings:
 
     def source(self, name: str) -> SourceConfig | None:
         return self.sources.get(name)
+
+
+def split_origin(entry: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) → (lower-case host, port); ValueError names the problem.
+
+    A port is required: an allow-list entry admits one service, never every port of a host (with
+    ``127.0.0.1`` listed, any vendor's redirect could reach any local port).
+    """
+    text = entry.strip().lower()
+    host, colon, port = text.rpartition(":")
+    if text.startswith("["):
+        host, colon, port = text[1:].partition("]:")
+    if not colon or not host or "]" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{entry.strip()!r} is not host:port (IPv6 as [addr]:port)")
+    if ":" in host and not text.startswith("["):
+        raise ValueError(f"{entry.strip()!r}: write an IPv6 address as [addr]:port")
+    return host.rstrip("."), int(port)
+
+
+def _origins(key: str, raw: str | None) -> tuple[str, ...]:
+    entries = _csv(raw)
+    for entry in entries:
+        try:
+            split_origin(entry)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}; a bare host would admit every port on it") from None
+    return tuple(e.lower() for e in entries)
+
+
+def fetch_allow_for(settings: Settings, source: SourceConfig | None) -> tuple[str, ...]:
+    """The ``host:port`` origins a source's fetches may reach past the SSRF guard: the global list,
+    the source's own ``LABELHOOK_<SOURCE>_FETCH_ALLOW``, and the origin of its configured API_URL
+    (the operator named that server, e.g. an on-prem CVAT; its port only)."""
+    allowed = list(settings.fetch_allow_hosts)
+    if source is not None:
+        allowed += _csv(source.options.get("fetch_allow"))
+        if source.api_url:
+            parts = urlsplit(source.api_url)
+            if parts.hostname:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+                allowed.append(f"{host}:{port}")
+    return tuple(dict.fromkeys(a.lower() for a in allowed))
 
 
 def _int(environ: Mapping[str, str], key: str, default: int, *, minimum: int = 0) -> int:
@@ -175,6 +220,7 @@ def _load_source(environ: Mapping[str, str], name: str) -> SourceConfig:
         api_url=_http_url(prefix + "API_URL", environ.get(prefix + "API_URL")),
         options=options,
     )
+    _origins(prefix + "FETCH_ALLOW", options.get("fetch_allow"))
     # The adapter checks what only it understands (secret format, required options).
     problem = KNOWN_VENDORS[vendor].check(source)
     if problem:
@@ -212,7 +258,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sources=sources,
         max_body_bytes=_int(env, "LABELHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024 + 256 * 1024, minimum=1024),
         fetch_max_bytes=_int(env, "LABELHOOK_FETCH_MAX_BYTES", 512 * 1024 * 1024, minimum=1),
-        fetch_allow_hosts=tuple(h.lower() for h in _csv(env.get("LABELHOOK_FETCH_ALLOW_HOSTS"))),
+        fetch_allow_hosts=_origins("LABELHOOK_FETCH_ALLOW_HOSTS", env.get("LABELHOOK_FETCH_ALLOW_HOSTS")),
         max_attempts=_int(env, "LABELHOOK_MAX_ATTEMPTS", 8, minimum=1),
         retry_base_seconds=_float(env, "LABELHOOK_RETRY_BASE_SECONDS", 2.0),
         retry_max_seconds=_float(env, "LABELHOOK_RETRY_MAX_SECONDS", 600.0),

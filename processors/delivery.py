@@ -47,8 +47,7 @@ def path_segment(value: str) -> str:
         return value
     head = value if len(value) <= MAX_SEGMENT else value[:MAX_SEGMENT]  # only the kept part is escaped
     escaped = "".join(
-        chr(b) if chr(b) in _SAFE_CHARS else f"~{b:02x}"
-        for b in head.encode("utf-8", "surrogatepass")
+        chr(b) if chr(b) in _SAFE_CHARS else f"~{b:02x}" for b in head.encode("utf-8", "surrogatepass")
     )
     if value in (".", ".."):
         escaped = escaped.replace(".", "~2e")

@@ -152,7 +152,9 @@ class BoundedHttpTools(HttpToolsProtocol):
     @property
     def idle(self) -> bool:
         """Between requests: nothing of a next request received, the last response sent."""
-        return self._in_head and self._chunk_bytes == 0 and (self.cycle is None or self.cycle.response_complete)
+        return (
+            self._in_head and self._chunk_bytes == 0 and (self.cycle is None or self.cycle.response_complete)
+        )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

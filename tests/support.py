@@ -128,6 +128,12 @@ def serving(tmp: Path, **env: str) -> Iterator[int]:
         proc.wait(30)
 
 
+def loopback_origins(url: str) -> str:
+    """LABELHOOK_FETCH_ALLOW_HOSTS for a fake vendor at ``url``: its port on both loopback names."""
+    port = httpx.URL(url).port
+    return f"127.0.0.1:{port},localhost:{port}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

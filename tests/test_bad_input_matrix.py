@@ -471,7 +471,7 @@ def test_no_configured_secret_appears_in_logs_responses_or_schema(tmp_path: Path
         LABELHOOK_SOURCES="acme,superai",
         LABELHOOK_SUPERAI_SECRET=TOKEN,
         LABELHOOK_SUPERAI_API_KEY=API_KEY,
-        LABELHOOK_FETCH_ALLOW_HOSTS="127.0.0.1",
+        LABELHOOK_FETCH_ALLOW_HOSTS="127.0.0.1:9",
         LABELHOOK_MAX_ATTEMPTS="2",
         LABELHOOK_RETRY_BASE_SECONDS="0.05",
         LABELHOOK_DASHBOARD_TOKEN="dash-TOKEN-0a1b2c",

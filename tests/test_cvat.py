@@ -30,7 +30,7 @@ from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors import IncomingRequest
 from receiver.vendors.cvat import CvatAdapter
 from tests.fakes.cvat import FakeCvat, FakeCvatJob, build_app
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 
 # pycocotools' Cython decode trips numpy 2's __array__(copy=) deprecation; that is its issue, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -274,7 +274,7 @@ def service(make_settings: Any, api_url: str, **env: str) -> LiveServer:
         "LABELHOOK_CVAT_SECRET": SECRET,
         "LABELHOOK_CVAT_API_KEY": "cvat-test-token",
         "LABELHOOK_CVAT_API_URL": api_url,
-        "LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "LABELHOOK_FETCH_ALLOW_HOSTS": loopback_origins(api_url),
         "LABELHOOK_MAX_ATTEMPTS": "3",
     }
     settings = make_settings(**{**base, **env})

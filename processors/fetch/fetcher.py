@@ -13,15 +13,15 @@ from typing import IO, Any
 
 import httpx
 
-from processors.config import Settings
+from processors.config import Settings, SourceConfig, fetch_allow_for
 from processors.errors import Permanent, Retryable
+from processors.fetch.decoding import ACCEPT_ENCODING, BoundedDecoder
 from processors.fetch.errors import (
     HTTPStatusPermanent,
     error_for_status,
     redact_url,
     translate_httpx_error,
 )
-from processors.fetch.decoding import ACCEPT_ENCODING, BoundedDecoder
 from processors.fetch.guard import GuardTransport, Resolver
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
@@ -35,6 +35,7 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-k
 def make_client(
     settings: Settings,
     *,
+    source: SourceConfig | None = None,
     transport: httpx.BaseTransport | None = None,
     resolver: Resolver | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
@@ -43,9 +44,10 @@ def make_client(
 
     No redirects (the `Fetcher` follows them, re-checking each hop), no cookie jar (nothing carries
     over between jobs), and ``trust_env=False``: an ``HTTPS_PROXY`` in the environment would otherwise
-    mount a proxy transport beside the guard, and ``.netrc`` would add credentials.
+    mount a proxy transport beside the guard, and ``.netrc`` would add credentials. ``source`` scopes
+    the guard's allow-list to that source (`processors.config.fetch_allow_for`).
     """
-    guard = GuardTransport(transport, allow_hosts=settings.fetch_allow_hosts, resolver=resolver)
+    guard = GuardTransport(transport, allow=fetch_allow_for(settings, source), resolver=resolver)
     no_cookies = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return httpx.Client(
         transport=guard,
@@ -189,11 +191,12 @@ class Fetcher:
         cls,
         settings: Settings,
         *,
+        source: SourceConfig | None = None,
         transport: httpx.BaseTransport | None = None,
         resolver: Resolver | None = None,
     ) -> Fetcher:
-        """The production wiring: `make_client(settings)` and ``LABELHOOK_FETCH_MAX_BYTES``."""
-        client = make_client(settings, transport=transport, resolver=resolver)
+        """The production wiring: `make_client(settings, source=…)` and ``LABELHOOK_FETCH_MAX_BYTES``."""
+        client = make_client(settings, source=source, transport=transport, resolver=resolver)
         return cls(client, max_bytes=settings.fetch_max_bytes)
 
     def close(self) -> None:

@@ -79,7 +79,11 @@ class CvatAdapter(VendorAdapter):
             job_id=job_id,
             project=project,
             state="completed",
-            meta={"event": event, "cvat_state": _text(job.get("state")), "cvat_stage": _text(job.get("stage"))},
+            meta={
+                "event": event,
+                "cvat_state": _text(job.get("state")),
+                "cvat_stage": _text(job.get("stage")),
+            },
         )
 
     def _acknowledge(self, event: str, why: str, job_id: str | None = None) -> Callback:
