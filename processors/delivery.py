@@ -37,9 +37,9 @@ def path_segment(value: str) -> str:
     `collide/1` once both became `collide_1`, the second overwriting the first). So the mapping is
     one-to-one: ids made only of ``A-Z a-z 0-9 . _ -`` pass through unchanged (layouts stay
     readable); every other byte of the UTF-8 id is escaped as ``~xx`` (lower-case hex; ``~`` itself
-    becomes ``~7e``), as are the whole ids ``.`` and ``..``; the empty id is ``~``. A segment that would be longer than
-    `MAX_SEGMENT` keeps its first 174 characters and ends in ``~~`` plus 24 hex digits of the id's
-    SHA-256 (``~~`` never occurs in an escaped id, so the two forms cannot meet).
+    becomes ``~7e``), as are the whole ids ``.`` and ``..``; the empty id is ``~``. A segment that
+    would be longer than `MAX_SEGMENT` keeps its first 174 characters and ends in ``~~`` plus 24 hex
+    digits of the id's SHA-256 (``~~`` never occurs in an escaped id, so the two forms cannot meet).
     """
     if not value:
         return "~"  # the empty id: a lone ``~`` is never an escape

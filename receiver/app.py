@@ -87,6 +87,14 @@ def create_app(
             checks["store"] = "ok"
         except StoreError as exc:
             ok, checks["store"] = False, exc.reason
+        if metrics_auth is not None and metrics_auth.identify(request) is None:
+            # Same rule as /metrics: with a dashboard token set, queue figures and failure reasons are
+            # for its holders. Probes cannot send a token, so the verdict itself stays open.
+            checks = {
+                name: "ok" if value == "ok" else "failing"
+                for name, value in checks.items()
+                if name != "depth"
+            }
         if not ok:
             return JSONResponse({"error": "not_ready", "detail": checks}, status_code=503)
         return JSONResponse({"status": "ready", **checks})

@@ -32,10 +32,7 @@ def loads_bounded(body: bytes | str, *, max_depth: int = MAX_DEPTH, unique_keys:
     re-serialised form, a repeated key would let unsigned bytes ride along with signed ones).
     """
     try:
-        if unique_keys:
-            value = json.loads(body, object_pairs_hook=_unique_object)
-        else:
-            value = json.loads(body)
+        value = json.loads(body, object_pairs_hook=_unique_object if unique_keys else None)
     except UnicodeDecodeError:
         raise JSONRejected("body is not UTF-8", "malformed_body") from None
     except RecursionError:

@@ -192,11 +192,15 @@ def print_rows(rows: Sequence[dict[str, Any]], as_json: bool) -> None:
     if not rows:
         print("(none)")
         return
+    from receiver.terminal import printable
+
+    # Cells hold vendor strings: escapes and bidi overrides are shown, never sent to the terminal.
+    cells = [{c: printable(r[c]) for c in rows[0]} for r in rows]
     columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    widths = {c: max(len(c), *(len(r[c]) for r in cells)) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip())
+    for row in cells:
+        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
 
 
 def _dead(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 from processors.config import Settings
 from receiver.cli import open_backends, print_rows
+from receiver.terminal import printable
 
 log = logging.getLogger("labelhook")
 
@@ -43,7 +44,7 @@ def submit(settings: Settings, args: argparse.Namespace) -> int:
     try:
         total, jobs = processor.prepare_submit(payload, callback_url)
     except ProcessingError as exc:
-        print(f"labelhook: submit failed: {exc.reason}", file=sys.stderr)
+        print(f"labelhook: submit failed: {printable(exc.reason)}", file=sys.stderr)
         return 2
     book = JobBook(open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url))
     source = processor.source
@@ -73,7 +74,8 @@ def submit(settings: Settings, args: argparse.Namespace) -> int:
     )
     if failure is not None:
         print(
-            f"labelhook: submit failed after {len(submitted)} of {total} job(s): {failure}", file=sys.stderr
+            f"labelhook: submit failed after {len(submitted)} of {total} job(s): {printable(failure)}",
+            file=sys.stderr,
         )
         return 2
     return 0
@@ -116,7 +118,7 @@ def poll(settings: Settings, args: argparse.Namespace) -> int:
         )
         for error in summary.errors:
             if not args.json:
-                print(f"  error: {error}")
+                print(f"  error: {printable(error)}")
         return 1 if summary.errors else 0
 
     return asyncio.run(main())
