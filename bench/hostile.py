@@ -286,24 +286,39 @@ def lag(port: int) -> float:
 
 def run_inputs(port: int, proc: subprocess.Popen[bytes], quick: bool) -> dict[str, Any]:
     tried = errors = 0
-    worst: tuple[float, str] = (0.0, "")
+    stalls: list[tuple[float, str, tuple[str, str, dict[str, str], bytes]]] = []
     statuses: dict[int, int] = {}
     for name, method, path, headers, body, authenticated in hostile_inputs(quick):
-        lag(port)  # reset
-        status = raw_request(port, method, path, headers, body)
-        time.sleep(0.01)
-        stall = lag(port)
+        stall, status = stall_of(port, method, path, headers, body)
         tried += 1
         statuses[status] = statuses.get(status, 0) + 1
         if status >= 500:
             errors += 1
             print(f"  5xx: {name} -> {status}")
-        if not authenticated and stall > worst[0]:
-            worst = (stall, name)
+        if not authenticated:
+            stalls.append((stall, name, (method, path, headers, body)))
         if proc.poll() is not None:
             break
+    # One shot per input is noisy on a shared VM (the worker shares the loop; other tenants take the
+    # CPU): the three worst are measured again, and so is a plain GET /healthz, the noise floor.
+    stalls.sort(key=lambda item: -item[0])
+    worst = [(name, first, repeat(port, *request)) for first, name, request in stalls[:3]]
+    floor = repeat(port, "GET", "/healthz", {}, b"")
     time.sleep(1.0)  # let the worker take what was accepted
-    return {"tried": tried, "5xx": errors, "statuses": statuses, "worst_stall": worst}
+    return {"tried": tried, "5xx": errors, "statuses": statuses, "worst": worst, "floor": floor}
+
+
+def stall_of(port: int, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[float, int]:
+    lag(port)  # reset
+    status = raw_request(port, method, path, headers, body)
+    time.sleep(0.01)
+    return lag(port), status
+
+
+def repeat(port: int, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[float, float]:
+    """(median, max) stall in ms over 15 sends of one request."""
+    samples = [stall_of(port, method, path, headers, body)[0] for _ in range(15)]
+    return statistics.median(samples), max(samples)
 
 
 def legit_under_attack(port: int, seconds: float) -> dict[str, float]:
@@ -474,13 +489,18 @@ def main() -> None:
     fetches = fetch_peaks()
     mask = mask_peak()
     worst_fetch = max(r["rss_mb"] for r in fetches.values())
-    stall, stall_name = hostile["worst_stall"]
+    (stall_name, stall, _), *_ = hostile["worst"]
     stall_goal, p99_goal, rss_goal = GOALS["stall_ms"], GOALS["ack_p99_ms"], GOALS["rss_mb"]
     lines = [
         f"inputs tried: {hostile['tried']}   statuses: {dict(sorted(hostile['statuses'].items()))}",
         f"5xx: {hostile['5xx']} (goal 0)   crashes (server exit or worker death): {crashes} (goal 0)",
         f"worst event-loop stall from one unauthenticated request: {stall:.1f} ms ({stall_name})"
         f" (goal <= {stall_goal:.0f} ms)",
+        *(
+            f"  re-measured x15: {name}: median {med:.1f} ms, max {top:.1f} ms (first shot {first:.1f} ms)"
+            for name, first, (med, top) in hostile["worst"]
+        ),
+        "  noise floor, GET /healthz x15: median {:.1f} ms, max {:.1f} ms".format(*hostile["floor"]),
         f"legit signed acks under 3 x 4 MB garbage-signed attackers: n={attack['n']}"
         f" p50 {attack['p50_ms']:.1f} ms p99 {attack['p99_ms']:.1f} ms (goal <= {p99_goal:.0f} ms)",
         *(f"peak RSS, fetch {name}: {r['rss_mb']:.0f} MiB -> {r['outcome']}" for name, r in fetches.items()),
