@@ -167,6 +167,17 @@ def test_no_mask_module_at_processors_top_level() -> None:
     assert (ROOT / "processors" / "masks" / "__init__.py").is_file()
 
 
+def test_each_vendor_processor_lives_in_its_vendor_package() -> None:
+    from processors.vendors import KNOWN_VENDORS
+    from processors.vendors.base import Processor
+
+    for name, info in KNOWN_VENDORS.items():
+        cls = info.processor_class()
+        assert issubclass(cls, Processor)
+        assert cls.__module__ == f"processors.vendors.{name}.processor"
+        assert (ROOT / "processors" / "vendors" / name / "__init__.py").is_file()
+
+
 def test_version_comes_from_package_metadata() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "receiver", "--version"],
