@@ -115,7 +115,7 @@ def serve_child() -> None:
     from processors.config import load_settings
     from processors.worker import Worker
     from receiver.app import create_app
-    from receiver.cli import open_backends
+    from receiver.cli.backends import open_backends
     from receiver.protocol import BoundedHttpTools
 
     settings = load_settings()
@@ -421,7 +421,7 @@ def mask_child() -> None:
     from PIL import Image
 
     from processors.config import Settings
-    from processors.segmentation import decode_command
+    from processors.masks.segmentation import decode_command
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "grey16.png"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from processors.origins import split_origin
 from processors.vendors import KNOWN_VENDORS
 
 DEMO_SOURCE = "demo"
@@ -103,23 +104,6 @@ class Settings:
         return self.sources.get(name)
 
 
-def split_origin(entry: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` for IPv6) → (lower-case host, port); ValueError names the problem.
-
-    A port is required: an allow-list entry admits one service, never every port of a host (with
-    ``127.0.0.1`` listed, any vendor's redirect could reach any local port).
-    """
-    text = entry.strip().lower()
-    host, colon, port = text.rpartition(":")
-    if text.startswith("["):
-        host, colon, port = text[1:].partition("]:")
-    if not colon or not host or "]" in host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{entry.strip()!r} is not host:port (IPv6 as [addr]:port)")
-    if ":" in host and not text.startswith("["):
-        raise ValueError(f"{entry.strip()!r}: write an IPv6 address as [addr]:port")
-    return host.rstrip("."), int(port)
-
-
 def _origins(key: str, raw: str | None) -> tuple[str, ...]:
     entries = _csv(raw)
     for entry in entries:
@@ -128,22 +112,6 @@ def _origins(key: str, raw: str | None) -> tuple[str, ...]:
         except ValueError as exc:
             raise ConfigError(f"{key}: {exc}; a bare host would admit every port on it") from None
     return tuple(e.lower() for e in entries)
-
-
-def fetch_allow_for(settings: Settings, source: SourceConfig | None) -> tuple[str, ...]:
-    """The ``host:port`` origins a source's fetches may reach past the SSRF guard: the global list,
-    the source's own ``LABELHOOK_<SOURCE>_FETCH_ALLOW``, and the origin of its configured API_URL
-    (the operator named that server, e.g. an on-prem CVAT; its port only)."""
-    allowed = list(settings.fetch_allow_hosts)
-    if source is not None:
-        allowed += _csv(source.options.get("fetch_allow"))
-        if source.api_url:
-            parts = urlsplit(source.api_url)
-            if parts.hostname:
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-                host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-                allowed.append(f"{host}:{port}")
-    return tuple(dict.fromkeys(a.lower() for a in allowed))
 
 
 def _int(environ: Mapping[str, str], key: str, default: int, *, minimum: int = 0) -> int:

@@ -9,11 +9,10 @@ import json
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 
-from processors.config import Settings, SourceConfig, fetch_allow_for
 from processors.errors import Permanent, Retryable
 from processors.fetch.decoding import ACCEPT_ENCODING, BoundedDecoder
 from processors.fetch.errors import (
@@ -23,6 +22,11 @@ from processors.fetch.errors import (
     translate_httpx_error,
 )
 from processors.fetch.guard import GuardTransport, Resolver
+from processors.origins import fetch_allow_for
+
+if TYPE_CHECKING:
+    # Only types here: importing config at run time would close config → vendors → fetch → config.
+    from processors.config import Settings, SourceConfig
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 DEFAULT_DEADLINE = 600.0  # seconds for a whole fetch: every redirect hop and the full body
@@ -45,7 +49,7 @@ def make_client(
     No redirects (the `Fetcher` follows them, re-checking each hop), no cookie jar (nothing carries
     over between jobs), and ``trust_env=False``: an ``HTTPS_PROXY`` in the environment would otherwise
     mount a proxy transport beside the guard, and ``.netrc`` would add credentials. ``source`` scopes
-    the guard's allow-list to that source (`processors.config.fetch_allow_for`).
+    the guard's allow-list to that source (`processors.origins.fetch_allow_for`).
     """
     guard = GuardTransport(transport, allow=fetch_allow_for(settings, source), resolver=resolver)
     no_cookies = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))

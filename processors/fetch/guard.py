@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable, Sequence
 
 import httpx
 
-from processors.config import split_origin
 from processors.errors import Permanent, Retryable
 from processors.fetch.addresses import IPAddress, OddAddressSpelling, address_class, parse_ip_literal
 from processors.fetch.errors import redact_url
+from processors.origins import split_origin
 
 Resolver = Callable[[str, int], Sequence[str]]
 """``(host, port) -> IP address strings``; injected in tests, `system_resolver` in production."""
@@ -27,7 +27,7 @@ class GuardTransport(httpx.BaseTransport):
     """Wraps the transport that opens sockets and lets through only requests to vetted addresses.
 
     An origin in ``allow`` (``host:port`` entries, exact name or IP literal and port: see
-    `processors.config.fetch_allow_for`) passes unchanged, over http or https, to whatever address it
+    `processors.origins.fetch_allow_for`) passes unchanged, over http or https, to whatever address it
     has: tests, on-prem CVAT. Only that port: other ports of the same host are judged like any URL.
     Every other request must be https and have no userinfo; its host is resolved once with
     ``resolver``, refused with `Permanent` if any address is not public (`address_class`) unless that

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from processors.labelmap import build_labelmap, class_name
+from processors.masks.labelmap import build_labelmap, class_name
 
 OLD_SUFFIX = re.compile(r"\s*#\s*\d+\s*$")  # what class_name used to run: quadratic on spaces
 

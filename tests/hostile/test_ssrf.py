@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from processors.config import ConfigError, Settings, fetch_allow_for, load_settings
+from processors.config import ConfigError, Settings, load_settings
 from processors.errors import Permanent
 from processors.fetch import Fetcher, make_client
 from processors.fetch.addresses import address_class
+from processors.origins import fetch_allow_for
 from tests.support import SECRET, LiveServer
 
 
