@@ -107,10 +107,6 @@ class Worker:
             self._processors[source_name] = processor
         return processor
 
-    @property
-    def alive(self) -> bool:
-        return self.failure is None
-
     async def run(self) -> None:
         """Claim and process until stopped; then drain, release leftovers and return.
 

@@ -72,8 +72,8 @@ def _nesting_exceeds(body: bytes | str, value: Any, max_depth: int) -> bool:
         brackets = body.count(b"[") + body.count(b"{")
     else:
         brackets = body.count("[") + body.count("{")
-    if brackets <= max_depth:
-        return False
+    if brackets <= max_depth or not isinstance(value, dict | list):
+        return False  # (a scalar document's brackets are inside its one string)
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
