@@ -22,6 +22,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from processors.config import ConfigError, Secret, SourceConfig, load_settings
+from processors.errors import Permanent
 from processors.queue import open_queue
 from processors.store import open_store
 from processors.worker import Worker
@@ -447,5 +448,18 @@ def test_frames_and_pages_are_read_as_documented(tmp_path: Path) -> None:
 
     meta = {"frames": [{"width": 4, "height": 3}, {"width": 5, "height": 6}], "deleted_frames": [11]}
     assert job_frames({"start_frame": 10, "stop_frame": 11}, meta) == [(10, 4, 3)]
-    gt = {"frames": [{"width": 4, "height": 3}] * 2, "included_frames": [3, 9]}
-    assert job_frames({"start_frame": 0, "stop_frame": 20}, gt) == [(3, 4, 3), (9, 4, 3)]
+    # CVAT lists a size for every image of the job's range; a ground-truth job's frames are included_frames.
+    sizes = [{"width": 4 + n, "height": 3, "name": "placeholder.jpg"} for n in range(21)]
+    gt = {"frames": sizes, "included_frames": [9, 3]}
+    assert job_frames({"start_frame": 0, "stop_frame": 20}, gt) == [(3, 7, 3), (9, 13, 3)]
+    shifted = {"frames": sizes[:5], "included_frames": [12, 14]}
+    assert job_frames({"start_frame": 10, "stop_frame": 14}, shifted) == [(12, 6, 3), (14, 8, 3)]
+    floats = {"frames": [{"width": 4.0, "height": 3.0}]}  # one size: a video
+    assert job_frames({"start_frame": 0.0, "stop_frame": 2}, floats) == [(0, 4, 3), (1, 4, 3), (2, 4, 3)]
+    for bad in (
+        {"frames": sizes[:3], "included_frames": [1]},  # 3 sizes for a range of 21
+        {"frames": sizes, "included_frames": [25]},  # outside the range
+        {"frames": [{"width": 4.5, "height": 3}]},  # not a whole number
+    ):
+        with pytest.raises(Permanent):
+            job_frames({"start_frame": 0, "stop_frame": 20}, bad)

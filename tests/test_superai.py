@@ -382,7 +382,8 @@ def test_submit_records_jobs_and_registers_the_tokenised_callback_url(
         assert result.returncode == 0, result.stderr
         [sent] = vendor.requests_to("/v1/apps/app-1/jobs", "POST")
         body = json.loads(sent.body)
-        assert body["callbackUrl"] == f"{live.url}/hooks/superai?token={TOKEN}"
+        # super.AI's callback docs: the URL "must … end with a trailing slash".
+        assert body["callbackUrl"] == f"{live.url}/hooks/superai/?token={TOKEN}"
         assert (body["inputs"], body["metadata"], body["tags"]) == (
             payload["inputs"],
             payload["metadata"],
