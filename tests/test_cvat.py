@@ -20,6 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from processors.config import ConfigError, Secret, SourceConfig, load_settings
 from processors.errors import Permanent
@@ -427,6 +431,33 @@ def test_export_polls_until_finished_and_streams_the_archive_from_another_origin
     assert cvat.export.polls == 4
     bucket = [headers for _, path, headers in cvat.seen if path.startswith("/bucket/")]
     assert len(bucket) == 1 and "authorization" not in bucket[0] and bucket[0]["host"].startswith("localhost")
+
+
+def test_export_result_url_on_another_origin_gets_no_token(
+    make_settings: Any, fake: tuple[FakeCvat, LiveServer], tmp_path: Path
+) -> None:
+    """CVAT builds result_url from its own idea of its host; the key goes to the configured origin only."""
+    cvat, api = fake
+    seen: list[dict[str, str]] = []
+
+    async def download(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return Response(cvat.export.archive, media_type="application/zip")
+
+    cvat.export.archive = b"zip-from-elsewhere" * 100
+    foreign = Starlette(routes=[Route("/api/jobs/{id}/dataset/download", download, methods=["GET"])])
+    export = {"LABELHOOK_CVAT_MODE": "export", "LABELHOOK_CVAT_EXPORT_FORMAT": "COCO 1.0"}
+    with LiveServer(foreign) as other:  # same host, another port: another origin
+        cvat.export.result_origin = other.url
+        body = webhook(job_object())
+        with service(make_settings, api.url, LABELHOOK_CVAT_EXPORT_POLL_SECONDS="0.05", **export) as live:
+            assert post(live.url, body, signed(body)).status_code == 202
+            archive = tmp_path / "out" / "cvat" / "3" / "42" / "media" / "job-42-coco-1.0.zip"
+            wait_for(lambda: (archive.parent.parent / "manifest.json").exists(), what="manifest")
+    assert archive.read_bytes() == cvat.export.archive
+    assert len(seen) == 1 and "authorization" not in seen[0]
+    api_calls = [headers for _, path, headers in cvat.seen if path.startswith("/api/")]
+    assert api_calls and all(h["authorization"] == "Token cvat-test-token" for h in api_calls)
 
 
 def test_failed_export_is_a_dead_letter_with_its_message(
