@@ -494,3 +494,13 @@ def test_frames_and_pages_are_read_as_documented(tmp_path: Path) -> None:
     ):
         with pytest.raises(Permanent):
             job_frames({"start_frame": 0, "stop_frame": 20}, bad)
+
+
+def test_the_token_goes_to_the_api_origin_only() -> None:
+    from processors.vendors.cvat_api import CvatClient
+
+    client = CvatClient(None, "https://cvat.example/", "k")  # type: ignore[arg-type]
+    assert client.same_origin("https://cvat.example:443/api/jobs/1/dataset/download?rq_id=x")
+    assert client.same_origin("https://CVAT.example/other")
+    for url in ("http://cvat.example/x", "https://cvat.example:8443/x", "https://cvat.example.evil/x"):
+        assert not client.same_origin(url), url

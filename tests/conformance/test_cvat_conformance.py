@@ -77,7 +77,9 @@ def post(url: str, body: bytes, path: str = "/hooks/cvat") -> httpx.Response:
 
 def manifest_of(folder: Path) -> dict[str, Any]:
     path = folder / "manifest.json"
-    return json.loads(wait_for(lambda: path.exists() and path.read_text(), timeout=30, what=str(path)))
+    text = wait_for(lambda: path.exists() and path.read_text(), timeout=30, what=str(path))
+    manifest: dict[str, Any] = json.loads(str(text))
+    return manifest
 
 
 def check_frames(

@@ -29,7 +29,7 @@ from tests.support import LiveServer, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 KEY = "pm-conformance-key"
-JOB = load("playment/job-callback.json")["data"]["job_id"]
+JOB: str = load("playment/job-callback.json")["data"]["job_id"]
 # Seed 003's instance-aware legend, in legend order, with the number and class each colour must get.
 EXPECTED = {
     "#00c537": (1, "car"),

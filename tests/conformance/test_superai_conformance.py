@@ -26,8 +26,8 @@ from tests.support import LiveServer, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 TOKEN = "superai-conformance-token"
-APP = load("superai/batch-callback-completed.json")["appId"]
-BATCH = load("superai/batch-callback-completed.json")["entityId"]
+APP: str = load("superai/batch-callback-completed.json")["appId"]
+BATCH: str = load("superai/batch-callback-completed.json")["entityId"]
 LEGEND = {"#e6194b": "crack", "#3cb44b": "rust"}
 
 
