@@ -497,7 +497,7 @@ def test_frames_and_pages_are_read_as_documented(tmp_path: Path) -> None:
 
 
 def test_the_token_goes_to_the_api_origin_only() -> None:
-    from processors.vendors.cvat_api import CvatClient
+    from processors.vendors.cvat.api import CvatClient
 
     client = CvatClient(None, "https://cvat.example/", "k")  # type: ignore[arg-type]
     assert client.same_origin("https://cvat.example:443/api/jobs/1/dataset/download?rq_id=x")

@@ -23,7 +23,7 @@ from processors.queue import open_queue
 from processors.store import open_store
 from processors.worker import Worker
 from receiver.app import create_app
-from receiver.sandbox.playment import SANDBOX_API_KEY, SANDBOX_PROJECT, PlaymentSandbox
+from receiver.demo.sandbox.playment import SANDBOX_API_KEY, SANDBOX_PROJECT, PlaymentSandbox
 from tests.conformance.payloads import load, raw
 from tests.support import LiveServer, wait_for
 
