@@ -6,7 +6,9 @@
 ``{rq_id}``, ``GET /api/requests/{rq_id}`` (queued/started for a configurable number of polls, then
 finished with ``result_url`` or failed with ``message``), and the download, which redirects to a
 signed URL on the *other* loopback origin (``localhost`` vs ``127.0.0.1``) that refuses requests
-carrying credentials. Faults (status + headers, e.g. 429 with Retry-After, 503) are queued per path.
+carrying credentials; ``FakeExport.result_origin`` makes ``result_url`` name another origin altogether,
+as a CVAT behind a proxy does. Labels are a job's own (``FakeCvatJob.labels``) or the shared list.
+Faults (status + headers, e.g. 429 with Retry-After, 503) are queued per path.
 """
 
 from __future__ import annotations
