@@ -84,9 +84,10 @@ class _Deadlines:
         self.connections.discard(connection)
 
     def _evict_idle(self, count: int, keep: BoundedHttpTools) -> None:
-        """Close up to ``count`` idle connections, the ones idle longest (earliest deadline) first."""
+        """Close up to ``count`` idle connections: kept-alive ones first (uvicorn's keep-alive timer
+        holds them; no deadline here), then new ones, earliest deadline first."""
         idle = sorted(
-            (c for c in self.connections if c is not keep and c.idle and c.deadline is not None),
+            (c for c in self.connections if c is not keep and c.idle),
             key=lambda c: c.deadline or 0.0,
         )
         for connection in idle[:count]:

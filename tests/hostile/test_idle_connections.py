@@ -96,3 +96,28 @@ def test_a_request_limit_counts_requests_not_connections(make_settings: Any, tmp
             for sock in idle:
                 sock.close()
         assert json.loads(httpx.get(f"{live.url}/healthz").text) == {"status": "ok"}
+
+
+def test_kept_alive_connections_also_make_room(make_settings: Any, tmp_path: Path) -> None:
+    with LiveServer(_app(make_settings, tmp_path), http=_FewConnections) as live:
+        kept: list[socket.socket] = []
+        try:
+            for _ in range(30):  # each asks once, then holds its keep-alive connection open
+                sock = socket.create_connection(("127.0.0.1", live.port), timeout=10)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+                kept.append(sock)
+            assert httpx.get(f"{live.url}/healthz", timeout=5).status_code == 200
+            open_now = 0
+            for sock in kept:
+                sock.settimeout(0.5)
+                try:
+                    open_now += sock.recv(1) != b""
+                except TimeoutError:
+                    open_now += 1  # still open: nothing to read
+                except OSError:
+                    pass
+            assert open_now <= 20
+        finally:
+            for sock in kept:
+                sock.close()
