@@ -450,7 +450,10 @@ def test_export_result_url_on_another_origin_gets_no_token(
     with LiveServer(foreign) as other:  # same host, another port: another origin
         cvat.export.result_origin = other.url
         body = webhook(job_object())
-        with service(make_settings, api.url, LABELHOOK_CVAT_EXPORT_POLL_SECONDS="0.05", **export) as live:
+        # The other origin must be allow-listed (host:port) for this source, or the guard refuses it.
+        allow = {"LABELHOOK_CVAT_FETCH_ALLOW": loopback_origins(other.url)}
+        poll = {"LABELHOOK_CVAT_EXPORT_POLL_SECONDS": "0.05"}
+        with service(make_settings, api.url, **poll, **allow, **export) as live:
             assert post(live.url, body, signed(body)).status_code == 202
             archive = tmp_path / "out" / "cvat" / "3" / "42" / "media" / "job-42-coco-1.0.zip"
             wait_for(lambda: (archive.parent.parent / "manifest.json").exists(), what="manifest")
