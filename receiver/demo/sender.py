@@ -18,6 +18,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from processors.config import DEMO_SECRET, DEMO_SOURCE, Settings, SourceConfig, load_settings
+from processors.vendors.playment.options import PlaymentOptions
 
 log = logging.getLogger("labelhook.demo")
 
@@ -110,7 +111,7 @@ async def send_playment_samples(
     from receiver.demo.sandbox.playment import INSTANCE_JOB, SEMANTIC_JOB, VIDEO_JOB
 
     key = source.secrets[0].reveal()
-    project = source.options.get("project_id", "")
+    project = PlaymentOptions.of(source).project_id or ""
     async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
         if not await _wait_until_up(client, startup_timeout):
             return

@@ -22,7 +22,7 @@ from processors.masks.labelmap import LabelClass, Labelmap, Segment, normalise_c
 from processors.masks.segmentation import write_frame_masks
 from processors.vendors.base import Processor
 from processors.vendors.cvat.api import CvatClient
-from processors.vendors.cvat.options import DEFAULT_EXPORT_POLL_SECONDS, DEFAULT_EXPORT_TIMEOUT_SECONDS
+from processors.vendors.cvat.options import CvatOptions
 from processors.vendors.cvat.shapes import JobShapes, parse_annotations, render
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class CvatProcessor(Processor):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(source, settings, fetcher=fetcher)
+        self.options = CvatOptions.of(source)
         self._sleep = sleep
         self._clock = clock
 
@@ -57,7 +58,7 @@ class CvatProcessor(Processor):
 
     def process(self, delivery: Delivery, out: JobWriter) -> dict[str, Any]:
         out.write("callback.json", delivery.body, "application/json")
-        if self.source.options.get("mode", "annotations") == "export":
+        if self.options.mode == "export":
             return self._export(delivery.job_id, out)
         return self._annotations(delivery, out)
 
@@ -102,10 +103,12 @@ class CvatProcessor(Processor):
 
     def _export(self, job_id: str, out: JobWriter) -> dict[str, Any]:
         client = self.client()
-        options = self.source.options
-        export_format = options["export_format"]
-        interval = float(options.get("export_poll_seconds", DEFAULT_EXPORT_POLL_SECONDS))
-        timeout = float(options.get("export_timeout_seconds", DEFAULT_EXPORT_TIMEOUT_SECONDS))
+        options = self.options
+        if not options.export_format:
+            raise Permanent("CVAT EXPORT_FORMAT must be configured with MODE=export")
+        export_format = options.export_format
+        interval = options.export_poll_seconds
+        timeout = options.export_timeout_seconds
         rq_id = client.start_export(job_id, export_format)
         deadline = self._clock() + timeout
         while True:

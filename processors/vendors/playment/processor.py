@@ -18,6 +18,7 @@ from processors.errors import Permanent, Retryable
 from processors.masks.segmentation import process_segmentation
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.playment.api import DEFAULT_API_URL, PlaymentAPI
+from processors.vendors.playment.options import PlaymentOptions
 from processors.vendors.playment.result import MaskFrame, plan_result
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 COMPLETED = frozenset({"completed", "complete", "done"})
 FAILED = frozenset({"failed", "failure", "error", "rejected", "cancelled", "canceled"})
-_TRUE = ("1", "true", "yes", "on")
 
 
 class PlaymentProcessor(Processor):
@@ -49,7 +49,8 @@ class PlaymentProcessor(Processor):
         self._post_client = client
         self._api: PlaymentAPI | None = None
         # Off by default: Playment sends its static key header; opt in where it cannot be configured.
-        self.callback_token_in_url = source.options.get("token_in_url", "0").lower() in _TRUE
+        self.options = PlaymentOptions.of(source)
+        self.callback_token_in_url = self.options.token_in_url
 
     @property
     def api(self) -> PlaymentAPI:
@@ -170,7 +171,7 @@ class PlaymentProcessor(Processor):
         if not isinstance(job, Mapping):
             raise Permanent(f"{where}: must be a JSON object")
         body = dict(job)
-        project = body.pop("project_id", None) or self.source.options.get("project_id")
+        project = body.pop("project_id", None) or self.options.project_id
         if not isinstance(project, str) or not project.strip():
             raise Permanent(
                 f"{where}: project_id is missing (in the job or as LABELHOOK_<SOURCE>_PROJECT_ID)"
