@@ -71,11 +71,18 @@ def test_option_field_types_are_ones_the_parser_knows() -> None:
             assert name == name.lower()
 
 
-def test_each_vendor_has_a_docs_page_or_a_readme_section() -> None:
+def test_each_vendor_is_documented_with_every_option() -> None:
+    """docs/vendors/<name>.md exists, the README lists the vendor, and names each of its options."""
     readme = (ROOT / "README.md").read_text()
-    for name in REGISTRY:
-        page = ROOT / "docs" / "vendors" / f"{name}.md"
-        assert page.is_file() or f"`{name}`" in readme, name
+    guide = (ROOT / "docs" / "vendors" / "README.md").read_text()
+    for name, vendor in REGISTRY.items():
+        assert (ROOT / "docs" / "vendors" / f"{name}.md").is_file(), name
+        assert f"[{name}]({name}.md)" in guide, name
+        [row] = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |") and "(" in line][
+            -1:
+        ]
+        for option in vendor.options.names():
+            assert f"`{option.upper()}`" in row, (name, option)
 
 
 class _Stray(VendorAdapter):
