@@ -282,6 +282,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if names:
         if len(set(names)) != len(names):
             raise ConfigError("LABELHOOK_SOURCES lists a source twice")
+        if len({_prefix(name) for name in names}) != len(names):
+            # `a-b` and `a_b` would both read LABELHOOK_A_B_*.
+            raise ConfigError("LABELHOOK_SOURCES: two source names share one LABELHOOK_<SOURCE>_ prefix")
         variables = _source_variables(env, names)
         sources = {name: _load_source(name, variables[name]) for name in names}
     else:

@@ -146,6 +146,11 @@ def test_a_variable_belongs_to_the_source_with_the_longest_prefix_and_never_to_a
     assert settings.fetch_max_bytes == 1000
 
 
+def test_two_sources_cannot_share_one_prefix() -> None:
+    env = {"LABELHOOK_SOURCES": "a-b,a_b", "LABELHOOK_A_B_VENDOR": "standard", "LABELHOOK_A_B_SECRET": SECRET}
+    assert "share one LABELHOOK_<SOURCE>_ prefix" in refused(env)
+
+
 def test_variables_of_unconfigured_sources_are_not_ours_to_judge() -> None:
     # LABELHOOK_OTHER_* may belong to a deployment's other process; only configured sources are checked.
     assert load_settings({**ACME, "LABELHOOK_OTHER_PROJEKT_ID": "1"}).sources.keys() == {"acme"}
