@@ -30,13 +30,16 @@ WORK_DRAIN_SECONDS = 20.0
 
 
 def open_backends(settings: Settings) -> tuple[Queue, Store]:
-    from processors.queue import RetryPolicy, open_queue
+    from processors.queue import Retention, RetryPolicy, open_queue
     from processors.store import open_store
 
     policy = RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds)
+    retention = Retention(settings.body_retention_seconds, settings.row_retention_seconds)
     store = open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url)
     # The store also holds SQS payloads too large for a message: web and worker must share it.
-    queue = open_queue(settings.queue_url, policy, endpoint_url=settings.aws_endpoint_url, store=store)
+    queue = open_queue(
+        settings.queue_url, policy, endpoint_url=settings.aws_endpoint_url, store=store, retention=retention
+    )
     return queue, store
 
 
@@ -274,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="known jobs: state, last delivery, output location")
     jobs.add_argument("--source", default=None)
     jobs.add_argument("--json", action="store_true")
+    from receiver import cli_prune
+
+    cli_prune.add_parser(sub)
     decode = sub.add_parser("decode", help="decode one vendor mask offline")
     decode.add_argument("mask", nargs="+", help="the mask PNG; several are a video's frames 0, 1, …")
     decode.add_argument("--result", required=True, help="the vendor result JSON (legend, instances)")
@@ -311,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dead(settings, args)
     if args.command == "decode":
         return _decode(settings, args)
+    if args.command == "prune":
+        from receiver import cli_prune
+
+        return cli_prune.prune(settings, args)
     if args.command in ("submit", "poll", "jobs"):
         from receiver import cli_jobs
 

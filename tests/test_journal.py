@@ -4,13 +4,10 @@ indexing it (dedupe, restarts, a second process reading while the writer lives).
 from __future__ import annotations
 
 import asyncio
-import errno
 import fcntl
-import mmap
 import os
 import struct
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,6 @@ from processors.queue import QueueUnavailable
 from processors.queue.journal import (
     BLOCK,
     MAGIC,
-    JournalError,
     Disk,
     JournalWriter,
     abandoned,
