@@ -302,3 +302,19 @@ def test_the_journal_cannot_be_written_is_queue_unavailable(tmp_path: Path) -> N
             await queue.close()
 
     asyncio.run(main())
+
+
+def test_a_segment_is_rotated_once_old_so_a_trickle_holds_little_disk(tmp_path: Path) -> None:
+    async def main() -> None:
+        writer = JournalWriter(tmp_path, segment_seconds=0.05)
+        try:
+            await writer.append(b"first")[1]
+            await asyncio.sleep(0.1)
+            await writer.append(b"second")[1]  # the first segment is old now: a new one takes it
+        finally:
+            writer.close()
+
+    asyncio.run(main())
+    first, second = segments(tmp_path)
+    assert read_segment(first, 0, 10).records == [b"first"] and read_segment(first, 0, 10).finished
+    assert read_segment(second, 0, 10).records == [b"second"]

@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 SEGMENT_BYTES = 64 * 1024 * 1024  # rotate after this much: a finished segment can be indexed and deleted
+# ...or after this long: a reader deletes only finished segments, so at a trickle (one 4 KiB block per
+# lone record) the disk held is about this many seconds of traffic, not a whole segment's worth.
+SEGMENT_SECONDS = 10.0
 MAX_BATCH = 1024  # the frame target never exceeds this (a frame holds what piled up meanwhile)
 MAX_WAIT = 0.002  # seconds a record may wait for company before its frame is written regardless
 DURABLE_TIMEOUT = 5.0  # seconds a frame may take on its way to disk before its callers get 503
@@ -79,6 +82,7 @@ class JournalWriter:
         directory: Path,
         *,
         segment_bytes: int = SEGMENT_BYTES,
+        segment_seconds: float = SEGMENT_SECONDS,
         max_batch: int = MAX_BATCH,
         max_wait: float = MAX_WAIT,
         durable_timeout: float = DURABLE_TIMEOUT,
@@ -86,6 +90,7 @@ class JournalWriter:
     ) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
+        self.segment_seconds = segment_seconds
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.durable_timeout = durable_timeout
@@ -282,10 +287,17 @@ class JournalWriter:
 
     def _segment_for(self, size: int) -> Segment:
         """The segment the next frame of ``size`` bytes goes to: rotated when the current one is full
-        (a reader may then index and delete it), created when there is none."""
+        (a reader may then index and delete it) or old, created when there is none."""
         segment = self._segment
         # A frame bigger than a whole segment goes alone into a fresh one (never rotate an empty one).
-        if segment is not None and segment.offset > BLOCK and segment.offset + size > self.segment_bytes:
+        if (
+            segment is not None
+            and segment.offset > BLOCK
+            and (
+                segment.offset + size > self.segment_bytes
+                or time.monotonic() - segment.created > self.segment_seconds
+            )
+        ):
             self._close_segment()
             segment = None
         if segment is None:

@@ -225,6 +225,7 @@ class Segment:
         self.direct = direct  # opened with O_DIRECT
         self.disk = disk
         self.offset = BLOCK  # the first block holds the header
+        self.created = time.monotonic()
         self.zeroed = BLOCK
         self._buffer = mmap.mmap(-1, 64 * 1024)
 
