@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.errors import Permanent
-from processors.masks import (
+from processors.masks.decode import (
     FrameMasks,
     Labelmap,
     build_labelmap,

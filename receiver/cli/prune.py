@@ -28,7 +28,7 @@ def add_parser(sub: Any) -> None:
 
 def prune(settings: Settings, args: argparse.Namespace) -> int:
     """Run `Queue.prune` and `Store.sweep_temporary` once; print what they removed."""
-    from receiver.cli import open_backends
+    from receiver.cli.backends import open_backends
 
     async def main() -> dict[str, int]:
         queue, store = open_backends(settings)
