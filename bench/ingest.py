@@ -652,11 +652,6 @@ def main() -> None:
         SERVER_PIN.clear()
     if not shutil.which("wrk") or not shutil.which("taskset"):
         raise SystemExit("bench/ingest.py needs wrk and taskset (apt-get install wrk util-linux)")
-    placement = "servers unpinned" if args.unpinned_servers else "servers on CPU 0, wrk on CPU 1"
-    print(
-        f"ingest: wrk -t1 -c32 -d{args.seconds}s, 2 KB signed POST, {args.rounds} alternating rounds,"
-        f" {placement}"
-    )
     scratch = Path(tempfile.mkdtemp(prefix="lh-bench-probe-"))
     try:
         print(
@@ -669,6 +664,11 @@ def main() -> None:
     if args.soak:
         soak(args.soak, args.rate, args.soak_retention)
         return
+    placement = "servers unpinned" if args.unpinned_servers else "servers on CPU 0, wrk on CPU 1"
+    print(
+        f"ingest: wrk -t1 -c32 -d{args.seconds}s, 2 KB signed POST, {args.rounds} alternating rounds,"
+        f" {placement}"
+    )
     results = ingest(args.seconds, args.rounds)
     keys = ("rps", "p50", "p99", "server_us", "with_kernel_us", "machine_us")
     med = {name: {k: statistics.median(r[k] for r in runs) for k in keys} for name, runs in results.items()}
