@@ -428,6 +428,8 @@ class SQLiteQueue(Queue):
     async def gauges(self) -> Gauges:
         """Counts of indexed rows and disk use, read without a write lock and off the loop; if the
         journal is unhealthy, a probe write first (its way back to healthy)."""
+        if self._closed:
+            return Gauges({}, problem="queue is closed")
         await self._journal.probe()
         problem = None if self._journal.healthy else f"journal: {self._journal.last_error}"
 
@@ -445,12 +447,10 @@ class SQLiteQueue(Queue):
                 problem or (f"{unwritable[0]} is not writable" if unwritable else None),
             )
 
-        if self._closed:
-            return Gauges({}, problem="queue is closed")
         try:
             return await asyncio.to_thread(read)
         except sqlite3.Error as exc:
-            return Gauges({}, self.disk_bytes(), f"sqlite: {exc}")
+            return Gauges({}, problem=f"sqlite: {exc}")
 
     def disk_bytes(self) -> int:
         """Blocking: bytes of the database, its WAL and the intake journal."""
