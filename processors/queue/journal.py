@@ -343,6 +343,8 @@ class JournalWriter:
                 self._flush()
             await asyncio.sleep(0.001)
         await asyncio.to_thread(self._stop_thread)
+        if self._thread is not None:
+            return  # stuck in a write past the deadline: its callers have had their 503, leave it
         self.close()
 
     def _stop_thread(self) -> None:
