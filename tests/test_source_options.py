@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from processors.config import ConfigError, load_settings
+from processors.config import GLOBAL_VARIABLES, ConfigError, load_settings
 from processors.vendors.cvat.options import CvatOptions
 from processors.vendors.playment.options import PlaymentOptions
 from processors.vendors.standard.options import StandardOptions
@@ -144,6 +145,16 @@ def test_a_variable_belongs_to_the_source_with_the_longest_prefix_and_never_to_a
     assert StandardOptions.of(settings.sources["a_b"]).tolerance_seconds == 10
     assert StandardOptions.of(settings.sources["a"]).tolerance_seconds == 300
     assert settings.fetch_max_bytes == 1000
+
+
+def test_every_global_setting_is_listed_as_not_a_sources() -> None:
+    """A setting read by `load_settings` but missing from GLOBAL_VARIABLES would be taken for an option."""
+    text = (Path(__file__).resolve().parent.parent / "processors" / "config.py").read_text()
+    read = set(re.findall(r'"(LABELHOOK_[A-Z_]*[A-Z])"', text)) - {
+        "LABELHOOK_DEMO_SECRET",
+        "LABELHOOK_DEMO_VENDOR",
+    }
+    assert read <= GLOBAL_VARIABLES, sorted(read - GLOBAL_VARIABLES)
 
 
 def test_two_sources_cannot_share_one_prefix() -> None:
