@@ -32,29 +32,54 @@ class SegmentRuns:
     counts: tuple[str, ...]  # compressed COCO RLE string per label
 
 
-def label_runs(labels: npt.NDArray[np.integer[Any]]) -> SegmentRuns:
-    """Find every run of every non-zero label of a 2-D map in one column-major pass.
+class TooManyRuns(ValueError):
+    """The map has more labelled runs than the caller's limit (noise, not a mask): refused, because
+    every run costs memory here and in the COCO output."""
 
-    Returns, per label present, its bounding box and compressed COCO RLE counts; labels absent from
-    the map do not appear. Areas come from the runs too, so no per-label pass over the pixels is
-    needed.
+
+# Columns transposed per step: a block of 2^18 pixels (512 KiB of uint16) stays in cache while it is
+# turned column-major, and a frame never needs a second full-size copy of its map.
+_BLOCK_PIXELS = 1 << 18
+
+
+def label_runs(labels: npt.NDArray[np.integer[Any]], *, max_runs: int | None = None) -> SegmentRuns:
+    """Find every run of every non-zero label of a 2-D map in column-major order.
+
+    Returns, per label present, its area, bounding box and compressed COCO RLE counts; labels
+    absent from the map do not appear. The map is read a band of columns at a time (column-major
+    order is contiguous per band), so the extra memory is one block plus the runs themselves.
+    Raises `TooManyRuns` when there are more than ``max_runs`` labelled runs.
     """
     height, width = labels.shape
     total = height * width
-    # The one unavoidable column-major copy; everything after works on the (few) run boundaries.
-    flat = np.ascontiguousarray(labels.T).reshape(-1)
     if total == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return SegmentRuns(empty, empty, np.zeros((0, 4), dtype=np.int64), ())
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.concatenate(([0], change)).astype(np.int64)
-    ends = np.concatenate((change, [total])).astype(np.int64)
-    values = flat[starts].astype(np.int64)
-    keep = values != 0
-    starts, ends, values = starts[keep], ends[keep], values[keep]
+        return _no_runs()
+    step = max(1, _BLOCK_PIXELS // height)
+    starts_parts: list[IntArray] = []
+    values_parts: list[IntArray] = []
+    found = 0
+    previous: int | None = None  # value of the last pixel of the previous block
+    for c0 in range(0, width, step):
+        block = np.ascontiguousarray(labels[:, c0 : c0 + step].T).reshape(-1)
+        change = np.flatnonzero(block[1:] != block[:-1]) + 1
+        if previous is None or int(block[0]) != previous:
+            change = np.concatenate(([0], change))
+        previous = int(block[-1])
+        values = block[change]
+        keep = values != 0
+        # Runs of 0 are needed only as separators: a labelled run ends where any other run starts.
+        starts_parts.append(change.astype(np.int64) + c0 * height)
+        values_parts.append(values.astype(np.int64))
+        found += int(np.count_nonzero(keep))
+        if max_runs is not None and found > max_runs:
+            raise TooManyRuns(f"more than {max_runs} labelled runs")
+    starts = np.concatenate(starts_parts)
+    all_values = np.concatenate(values_parts)
+    ends = np.append(starts[1:], total)
+    keep = all_values != 0
+    starts, ends, values = starts[keep], ends[keep], all_values[keep]
     if values.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return SegmentRuns(empty, empty, np.zeros((0, 4), dtype=np.int64), ())
+        return _no_runs()
     # Stable sort keeps each label's runs in column-major order, which the RLE needs.
     order = np.argsort(values, kind="stable")
     starts, ends, values = starts[order], ends[order], values[order]
@@ -64,6 +89,11 @@ def label_runs(labels: npt.NDArray[np.integer[Any]]) -> SegmentRuns:
     bboxes = _bboxes(starts, ends, first, height)
     counts = _pack_all(starts, ends, first, total)
     return SegmentRuns(present, areas, bboxes, counts)
+
+
+def _no_runs() -> SegmentRuns:
+    empty = np.zeros(0, dtype=np.int64)
+    return SegmentRuns(empty, empty, np.zeros((0, 4), dtype=np.int64), ())
 
 
 def _bboxes(starts: IntArray, ends: IntArray, first: IntArray, height: int) -> IntArray:

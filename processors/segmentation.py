@@ -16,13 +16,13 @@ from typing import Any
 
 from processors.errors import Permanent
 from processors.masks import (
+    MAX_UNKNOWN_COLOURS,
     FrameMasks,
     Labelmap,
     build_labelmap,
-    decode_frame,
+    decode_png,
+    encode_frame_semantic_png,
     encode_instances_png,
-    encode_semantic_png,
-    read_rgba,
 )
 
 Writer = Callable[[str, bytes], None]
@@ -63,7 +63,7 @@ def process_segmentation(
         for frame_index, data in frames:
             _check_frame_index(frame_index)
             try:
-                yield frame_index, decode_frame(read_rgba(data, max_pixels=max_pixels), labelmap)
+                yield frame_index, decode_png(data, labelmap, max_pixels=max_pixels)
             except Permanent as exc:
                 raise Permanent(f"frame {frame_index}: {exc.reason}") from exc
 
@@ -88,7 +88,7 @@ def write_frame_masks(
         _check_frame_index(frame_index)
         if frame_index in job.frame_indices:
             raise Permanent(f"frame {frame_index} appears twice")
-        write(f"masks/{frame_index}/semantic.png", encode_semantic_png(masks.semantic, labelmap))
+        write(f"masks/{frame_index}/semantic.png", encode_frame_semantic_png(masks, labelmap))
         write(f"masks/{frame_index}/instances.png", encode_instances_png(masks.instances))
         job.add(frame_index, masks)
     if not job.frame_indices:
@@ -158,6 +158,9 @@ class _JobAnnotations:
         self.class_areas[0] += masks.width * masks.height - labelled
         for colour, count in masks.unknown_colors.items():
             self.unknown_colors[colour] = self.unknown_colors.get(colour, 0) + count
+        if len(self.unknown_colors) > MAX_UNKNOWN_COLOURS:
+            # Same rule as per frame: the lowest colours, exactly counted (a video of noise stays small).
+            self.unknown_colors = dict(sorted(self.unknown_colors.items())[:MAX_UNKNOWN_COLOURS])
 
     def warnings(self) -> dict[str, Any]:
         return {
