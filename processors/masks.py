@@ -25,6 +25,7 @@ from processors.rle import TooManyRuns, label_runs
 
 __all__ = [
     "FoundSegment",
+    "FrameFacts",
     "FrameMasks",
     "Labelmap",
     "build_labelmap",
@@ -38,6 +39,9 @@ __all__ = [
 
 # The unknown-colour report lists at most this many colours (the lowest values), see `_ColourCounts`.
 MAX_UNKNOWN_COLOURS = 4096
+# A 4K frame with 500 large instances has about 250k column runs (1 per 33 pixels); noise has one per
+# pixel. The limit keeps the run tables of a frame within ~3 bytes per pixel.
+PIXELS_PER_RUN = 16
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pillow raises all of these on hostile or damaged input (zlib errors surface as OSError or
 # zlib.error, broken chunk tables as SyntaxError/struct.error/EOFError).
@@ -52,6 +56,16 @@ class FoundSegment:
     area: int
     bbox: tuple[int, int, int, int]  # x, y, w, h
     counts: str  # compressed COCO RLE, column-major
+
+
+@dataclass(frozen=True)
+class FrameFacts:
+    """What a job's annotations keep of a frame once its PNGs are written (no pixel arrays)."""
+
+    width: int
+    height: int
+    segments: tuple[FoundSegment, ...]
+    unknown_colors: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,9 @@ class FrameMasks:
     def height(self) -> int:
         return int(self.instances.shape[0])
 
+    def facts(self) -> FrameFacts:
+        return FrameFacts(self.width, self.height, self.segments, self.unknown_colors)
+
     @property
     def width(self) -> int:
         return int(self.instances.shape[1])
@@ -91,22 +108,20 @@ def read_rgba(data: bytes, *, max_pixels: int) -> npt.NDArray[np.uint8]:
     return packed.view(np.uint8).reshape(image.height, image.width, 4)
 
 
-def decode_png(
-    data: bytes, labelmap: Labelmap, *, max_pixels: int, max_runs: int | None = None
-) -> FrameMasks:
+def decode_png(data: bytes, labelmap: Labelmap, *, max_pixels: int) -> FrameMasks:
     """Decode a PNG mask straight into its instance map and per-segment facts.
 
     The same result as ``decode_frame(read_rgba(data))``, without ever holding a full RGBA copy: the
     decoded image is read a band of rows at a time, each band mapped to segment numbers over its
-    runs of equal pixels (a flat vendor mask has a few runs per row). ``max_runs`` bounds the
-    labelled runs of the frame (see `label_runs`). Raises Permanent on any bad input.
+    runs of equal pixels (a flat vendor mask has a few runs per row). Raises Permanent on any bad
+    input, including noise (see `measure_instances`).
     """
     with _open_png(data, max_pixels) as image:
         mapper = _Mapper(labelmap, image.width)
         instances = np.empty((image.height, image.width), dtype=np.uint16)
         for y0, band in _packed_bands(image):
             instances[y0 : y0 + band.shape[0]] = mapper.map(band)
-    return measure_instances(instances, labelmap, mapper.unknown_colors(), max_runs=max_runs)
+    return measure_instances(instances, labelmap, mapper.unknown_colors())
 
 
 @contextmanager
@@ -309,11 +324,14 @@ def measure_instances(
     instances: npt.NDArray[np.uint16],
     labelmap: Labelmap,
     unknown_colors: dict[str, int] | None = None,
-    *,
-    max_runs: int | None = None,
 ) -> FrameMasks:
     """Measure an instance map (segment number per pixel, 0 unlabeled): per segment present its area,
-    box and COCO RLE. Used for decoded masks and for rasterised shapes (CVAT)."""
+    box and COCO RLE. Used for decoded masks and for rasterised shapes (CVAT).
+
+    A map with more than one labelled column-major run per `PIXELS_PER_RUN` pixels is refused
+    (Permanent): that is noise, not regions, and each run costs memory here and in the COCO output.
+    """
+    max_runs = max(4096, instances.size // PIXELS_PER_RUN)
     try:
         runs = label_runs(instances, max_runs=max_runs)
     except TooManyRuns as exc:

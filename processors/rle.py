@@ -141,22 +141,38 @@ def _pack_all(starts: IntArray, ends: IntArray, first: IntArray, total: int) -> 
     return tuple(text[bounds[i] : bounds[i + 1]] for i in range(first.size))
 
 
+# Counts packed per step: the packer's temporaries are (counts × groups) wide, so a frame with
+# hundreds of thousands of runs is packed in slices of bounded memory.
+_PACK_STEP = 1 << 16
+
+
 def _pack(counts: IntArray, index_in_seg: IntArray) -> tuple[str, IntArray]:
     """The pycocotools string of ``counts``; also the char offset where each count starts."""
     deltas = counts.copy()
-    later = index_in_seg > 2
-    deltas[later] -= counts[np.flatnonzero(later) - 2]
+    later = np.flatnonzero(index_in_seg > 2)
+    deltas[later] -= counts[later - 2]
+    del later
+    parts: list[bytes] = []
+    sizes: list[IntArray] = []
+    for at in range(0, deltas.size, _PACK_STEP):
+        chars, n_groups = _pack_slice(deltas[at : at + _PACK_STEP])
+        parts.append(chars)
+        sizes.append(n_groups)
+    offsets = np.concatenate(([0], np.cumsum(np.concatenate(sizes)))) if sizes else np.zeros(1, np.int64)
+    return b"".join(parts).decode("ascii"), offsets
+
+
+def _pack_slice(deltas: IntArray) -> tuple[bytes, IntArray]:
     # Groups needed: smallest k with -2^(5k-1) <= x < 2^(5k-1) (the top bit of the last group is
     # the sign, which is why the encoder keeps going while that bit disagrees with the rest).
     magnitude = np.where(deltas < 0, ~deltas, deltas)
     bits = np.zeros(deltas.size, dtype=np.int64)
-    m = magnitude.copy()
     while True:
-        nonzero = m > 0
+        nonzero = magnitude > 0
         if not nonzero.any():
             break
         bits += nonzero
-        m >>= 1
+        magnitude >>= 1
     n_groups = bits // 5 + 1
     max_groups = int(n_groups.max())
     shifts = 5 * np.arange(max_groups, dtype=np.int64)
@@ -164,9 +180,7 @@ def _pack(counts: IntArray, index_in_seg: IntArray) -> tuple[str, IntArray]:
     more = np.arange(max_groups)[None, :] < (n_groups[:, None] - 1)
     chars = (groups | (more.astype(np.int64) << 5)) + 48
     valid = np.arange(max_groups)[None, :] < n_groups[:, None]
-    text = chars[valid].astype(np.uint8).tobytes().decode("ascii")
-    offsets = np.concatenate(([0], np.cumsum(n_groups)))
-    return text, offsets
+    return chars[valid].astype(np.uint8).tobytes(), n_groups
 
 
 def encode_mask(mask: npt.NDArray[np.bool_]) -> str:

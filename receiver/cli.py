@@ -229,16 +229,20 @@ async def _replay_all(queue: Queue, chunk: int = 50) -> int:
 
 
 def _decode(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.mask_memory import MemoryBudget
     from processors.segmentation import decode_command
     from receiver.progress import Progress
 
+    limits: dict[str, Any] = {
+        "max_pixels": settings.max_pixels,
+        "threads": settings.mask_threads,
+        "budget": MemoryBudget.shared(settings.mask_memory_bytes),
+    }
     if len(args.mask) == 1:
-        code: int = decode_command(args.mask[0], args.result, args.out, max_pixels=settings.max_pixels)
+        code: int = decode_command(args.mask[0], args.result, args.out, **limits)
         return code
     with Progress(len(args.mask), "decoding") as bar:
-        code = decode_command(
-            args.mask, args.result, args.out, max_pixels=settings.max_pixels, on_frame=bar.advance
-        )
+        code = decode_command(args.mask, args.result, args.out, on_frame=bar.advance, **limits)
     return code
 
 
