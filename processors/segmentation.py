@@ -103,8 +103,12 @@ def process_segmentation(
             try:
                 masks = decode_png(data, labelmap, max_pixels=max_pixels)
             except Permanent as exc:
-                raise FrameError(frame_index, exc.reason) from exc
-            return encode_frame(frame_index, masks, labelmap)
+                reason = exc.reason
+            else:
+                return encode_frame(frame_index, masks, labelmap)
+        # Raised outside the handler, so no traceback keeps the failed decode's arrays alive after
+        # its memory went back to the budget (another frame may be using it already).
+        raise FrameError(frame_index, reason)
 
     return _write_encoded(labelmap, ordered_map(encode, checked(), threads=threads), write)
 
