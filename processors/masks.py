@@ -210,14 +210,14 @@ def _pack(
         words = words | _OPAQUE
         if isinstance(transparency, tuple) and len(transparency) == 3:
             r, g, b = (int(v) & 0xFF for v in transparency)
-            words[words == np.uint32(r | g << 8 | b << 16 | 0xFF000000)] = 0
+            words[words == np.uint32(r | g << 8 | b << 16 | 0xFF000000)] = r | g << 8 | b << 16
         return words
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         samples = np.asarray(band)
         grey = (np.clip(samples, 0, 0xFFFF) >> 8).astype(np.uint32)
         words = grey * np.uint32(0x010101) | _OPAQUE
         if isinstance(transparency, int):
-            words[samples == transparency] = 0
+            words[samples == transparency] &= np.uint32(0xFFFFFF)  # as Pillow: grey kept, alpha 0
         return words
     # L, LA, PA and 1: rare for masks; Pillow's own conversion applies their transparency.
     with band.convert("RGBA") as rgba:
