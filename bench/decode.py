@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from processors.masks import (
+from processors.masks.decode import (
     _Mapper,
     _open_png,
     _packed_bands,
@@ -42,7 +42,7 @@ from processors.masks import (
     encode_instances_png,
     measure_instances,
 )
-from processors.segmentation import process_segmentation
+from processors.masks.segmentation import process_segmentation
 
 MAX_PIXELS = 100_000_000
 CLASSES = ("car", "pedestrian", "bicycle", "truck", "sign")

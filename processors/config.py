@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from processors.mask_memory import max_pixels_for
+from processors.masks.memory import max_pixels_for
 from processors.vendors import KNOWN_VENDORS
 
 DEMO_SOURCE = "demo"

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from processors.errors import Permanent
-from processors.mask_memory import MemoryBudget, frame_cost
-from processors.masks import MAX_UNKNOWN_COLOURS, build_labelmap, decode_png, read_rgba
-from processors.segmentation import process_segmentation
+from processors.masks.decode import MAX_UNKNOWN_COLOURS, build_labelmap, decode_png, read_rgba
+from processors.masks.memory import MemoryBudget, frame_cost
+from processors.masks.segmentation import process_segmentation
 
 MAX = 50_000_000
 WIDTH, HEIGHT = 3000, 200  # 87 rows per 1 MiB band: three bands

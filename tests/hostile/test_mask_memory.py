@@ -33,8 +33,8 @@ from pathlib import Path
 import processors.worker  # noqa: F401  (a worker's resident imports)
 from processors.config import load_settings
 from processors.errors import Permanent
-from processors.mask_memory import MemoryBudget
-from processors.segmentation import process_segmentation
+from processors.masks.memory import MemoryBudget
+from processors.masks.segmentation import process_segmentation
 
 settings = load_settings({})
 jobs = json.loads(Path(sys.argv[1]).read_text())

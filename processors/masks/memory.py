@@ -23,7 +23,7 @@ from typing import ClassVar
 # held as 4 bytes; palette as 1.
 _IMAGE_BYTES = {0: 4, 2: 4, 3: 1, 4: 4, 6: 4}
 # Beyond the decoded image, per pixel: the uint16 instance map (2), the run tables of a frame at the
-# run limit (`masks.PIXELS_PER_RUN`, ≤ 3) and the encoded PNGs / allocator slack (1).
+# run limit (`decode.PIXELS_PER_RUN`, ≤ 3) and the encoded PNGs / allocator slack (1).
 _MAP_BYTES = 6
 # Per frame whatever its size: one band of rows in each stage, the packer's slices, zlib's state.
 FIXED_BYTES = 16 * 1024 * 1024
@@ -31,7 +31,7 @@ WORST_BYTES_PER_PIXEL = max(_IMAGE_BYTES.values()) + _MAP_BYTES
 
 
 def frame_cost(data: bytes) -> int:
-    """Upper bound of the memory `masks.decode_png` and the encoders need for the PNG ``data``
+    """Upper bound of the memory `decode.decode_png` and the encoders need for the PNG ``data``
     (its bytes included). Data that is not a PNG header costs only its bytes: decoding rejects it."""
     if len(data) < 26 or data[12:16] != b"IHDR":
         return len(data)

@@ -15,11 +15,11 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from processors.errors import Permanent, Retryable
-from processors.mask_memory import MemoryBudget
-from processors.segmentation import process_segmentation
+from processors.masks.memory import MemoryBudget
+from processors.masks.segmentation import process_segmentation
 from processors.vendors.base import PollResult, Processor, Submitted
-from processors.vendors.playment_api import DEFAULT_API_URL, PlaymentAPI
-from processors.vendors.playment_result import MaskFrame, plan_result
+from processors.vendors.playment.api import DEFAULT_API_URL, PlaymentAPI
+from processors.vendors.playment.result import MaskFrame, plan_result
 
 if TYPE_CHECKING:
     import httpx

@@ -19,9 +19,9 @@ import numpy.typing as npt
 from PIL import Image
 
 from processors.errors import Permanent
-from processors.labelmap import Labelmap, Segment, build_labelmap
-from processors.png import encode_grey16, encode_grey16_bands, encode_palette_bands, row_bands
-from processors.rle import TooManyRuns, label_runs
+from processors.masks.labelmap import Labelmap, Segment, build_labelmap
+from processors.masks.png import encode_grey16, encode_grey16_bands, encode_palette_bands, row_bands
+from processors.masks.rle import TooManyRuns, label_runs
 
 __all__ = [
     "FoundSegment",

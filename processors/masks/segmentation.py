@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.errors import Permanent
-from processors.frame_pool import ordered_map
-from processors.mask_memory import MemoryBudget, frame_cost
-from processors.masks import (
+from processors.masks.decode import (
     MAX_UNKNOWN_COLOURS,
     FrameFacts,
     FrameMasks,
@@ -28,6 +26,8 @@ from processors.masks import (
     encode_frame_semantic_png,
     encode_instances_png,
 )
+from processors.masks.frame_pool import ordered_map
+from processors.masks.memory import MemoryBudget, frame_cost
 
 Writer = Callable[[str, bytes], None]
 
