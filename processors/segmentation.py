@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processors.coco_fields import coco_attributes, coco_categories, coco_info
 from processors.errors import Permanent
 from processors.masks import (
     FrameMasks,
@@ -24,6 +25,7 @@ from processors.masks import (
     encode_semantic_png,
     read_rgba,
 )
+from processors.source_images import SourceImage, image_warnings
 
 Writer = Callable[[str, bytes], None]
 
@@ -47,14 +49,20 @@ class SegmentationSummary:
 
 
 def process_segmentation(
-    result: Any, frames: Iterable[tuple[int, bytes]], write: Writer, *, max_pixels: int
+    result: Any,
+    frames: Iterable[tuple[int, bytes]],
+    write: Writer,
+    *,
+    max_pixels: int,
+    images: Mapping[int, SourceImage] | None = None,
 ) -> SegmentationSummary:
     """Decode every frame and write the job's mask outputs through ``write(key, data)``.
 
     Per frame: ``masks/<frame>/semantic.png`` and ``masks/<frame>/instances.png``, as soon as the
     frame is decoded; then ``labelmap.json`` and ``annotations.json``. Output bytes depend only on
-    the inputs, so a re-run writes identical files. Raises Permanent on a malformed result object,
-    an undecodable or oversized frame, or a repeated frame index.
+    the inputs, so a re-run writes identical files. ``images`` are the frames' source images
+    (`processors.source_images`), named in ``images[].file_name``. Raises Permanent on a malformed
+    result object, an undecodable or oversized frame, or a repeated frame index.
     """
     labelmap = build_labelmap(*_legend_and_instances(result))
 
@@ -67,7 +75,7 @@ def process_segmentation(
             except Permanent as exc:
                 raise Permanent(f"frame {frame_index}: {exc.reason}") from exc
 
-    return write_frame_masks(labelmap, decoded(), write)
+    return write_frame_masks(labelmap, decoded(), write, images=images)
 
 
 def _check_frame_index(frame_index: Any) -> None:
@@ -76,14 +84,18 @@ def _check_frame_index(frame_index: Any) -> None:
 
 
 def write_frame_masks(
-    labelmap: Labelmap, frames: Iterable[tuple[int, FrameMasks]], write: Writer
+    labelmap: Labelmap,
+    frames: Iterable[tuple[int, FrameMasks]],
+    write: Writer,
+    *,
+    images: Mapping[int, SourceImage] | None = None,
 ) -> SegmentationSummary:
     """Write the same outputs as `process_segmentation` for frames already turned into label maps.
 
     For vendors whose annotations are vector shapes rasterised straight into instance maps (CVAT):
     no PNG is decoded, ``labelmap`` is the vendor's own. Same files, order and determinism.
     """
-    job = _JobAnnotations(labelmap)
+    job = _JobAnnotations(labelmap, images or {})
     for frame_index, masks in frames:
         _check_frame_index(frame_index)
         if frame_index in job.frame_indices:
@@ -113,8 +125,10 @@ def _legend_and_instances(result: Any) -> tuple[Mapping[str, Any], list[Mapping[
 class _JobAnnotations:
     """COCO records and warnings accumulated frame by frame (no pixel data kept)."""
 
-    def __init__(self, labelmap: Labelmap) -> None:
+    def __init__(self, labelmap: Labelmap, images: Mapping[int, SourceImage]) -> None:
         self.labelmap = labelmap
+        self.source_images = images
+        self.mask_sizes: dict[int, tuple[int, int]] = {}
         self.frame_indices: set[int] = set()
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
@@ -125,10 +139,13 @@ class _JobAnnotations:
     def add(self, frame_index: int, masks: FrameMasks) -> None:
         self.frame_indices.add(frame_index)
         image_id = len(self.images) + 1
+        self.mask_sizes[frame_index] = (masks.width, masks.height)
+        source = self.source_images.get(frame_index)
         self.images.append(
             {
                 "id": image_id,
-                "file_name": f"masks/{frame_index}/semantic.png",
+                # The photo the vendor labelled (COCO pairs annotations with pixels through this).
+                "file_name": source.file_name if source else f"images/{frame_index}",
                 "width": masks.width,
                 "height": masks.height,
                 "frame_index": frame_index,
@@ -149,7 +166,7 @@ class _JobAnnotations:
                     "color": segment.color,
                     "instance_id": segment.instance_id,
                     "instance_number": segment.number,
-                    "attributes": segment.attributes,
+                    "attributes": coco_attributes(segment.attributes),
                 }
             )
             self.seen_segments.add(segment.number)
@@ -167,13 +184,15 @@ class _JobAnnotations:
             "empty_instances": [
                 s.color for s in self.labelmap.segments if s.number not in self.seen_segments
             ],
+            **image_warnings(self.source_images, self.mask_sizes),
         }
 
     def coco(self) -> dict[str, Any]:
-        categories = [entry.as_json() for entry in self.labelmap.classes[1:]]
         return {
+            "info": coco_info("one labelhook output set"),
+            "licenses": [],
             "images": self.images,
-            "categories": categories,
+            "categories": coco_categories(self.labelmap.classes[1:]),
             "annotations": self.annotations,
             "warnings": self.warnings(),
         }
