@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("mask", nargs="+", help="the mask PNG; several are a video's frames 0, 1, …")
     decode.add_argument("--result", required=True, help="the vendor result JSON (legend, instances)")
     decode.add_argument("--out", required=True, help="output directory")
+    from receiver import cli_export
+
+    cli_export.add_parser(sub)
     return parser
 
 
@@ -311,6 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dead(settings, args)
     if args.command == "decode":
         return _decode(settings, args)
+    if args.command == "export":
+        from receiver import cli_export
+
+        return cli_export.export(settings, args)
     if args.command in ("submit", "poll", "jobs"):
         from receiver import cli_jobs
 
