@@ -78,6 +78,13 @@ class CocoWriter(DatasetWriter):
             fragments(self.out, self.format, self.state.jobs),
         )
         self.write_labelmap_json()
+        keep_images_dir(self.out)
+
+
+def keep_images_dir(out: Store) -> None:
+    """Datumaro refuses a COCO dataset without ``images/``, even when no job had a source image
+    (FETCH_IMAGES=0): an empty marker keeps the folder in a local copy of an S3 dataset too."""
+    out.put(f"{IMAGES}/.keep", b"", "text/plain")
 
 
 def coco_image(image_id: int, file_name: str, width: int, height: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from processors.coco_fields import coco_info
 from processors.export.base import DatasetWriter
-from processors.export.coco import IMAGES, SUBSET, coco_image, fragment_key, fragments
+from processors.export.coco import IMAGES, SUBSET, coco_image, fragment_key, fragments, keep_images_dir
 from processors.export.job import JobReader
 from processors.export.spool import write_json_index
 from processors.export.state import JobEntry
@@ -109,3 +109,4 @@ class PanopticWriter(DatasetWriter):
             fragments(self.out, self.format, self.state.jobs),
         )
         self.write_labelmap_json()
+        keep_images_dir(self.out)
