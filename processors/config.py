@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from processors.source_images import check_fetch_images_option
 from processors.vendors import KNOWN_VENDORS
 
 DEMO_SOURCE = "demo"
@@ -176,7 +177,7 @@ def _load_source(environ: Mapping[str, str], name: str) -> SourceConfig:
         options=options,
     )
     # The adapter checks what only it understands (secret format, required options).
-    problem = KNOWN_VENDORS[vendor].check(source)
+    problem = check_fetch_images_option(options) or KNOWN_VENDORS[vendor].check(source)
     if problem:
         raise ConfigError(f"{prefix}{problem}")
     return source
