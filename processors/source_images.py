@@ -79,6 +79,33 @@ def check_fetch_images_option(options: Mapping[str, str]) -> str | None:
     return None
 
 
+_IMAGE_KEYS = ("image_url", "imageUrl", "imageURL", "image", "src", "url")
+
+
+def find_image_url(value: Any) -> str | None:
+    """The image URL of a vendor input object: the first ``image_url``/``imageUrl``/``image``/``src``/
+    ``url`` holding an http(s) or ``data://`` URL, looked for breadth-first (the input's own keys
+    before those of nested objects); None when there is none."""
+    level: list[Any] = [value]
+    for _ in range(8):  # inputs are shallow; a deep structure is not worth walking
+        nested: list[Any] = []
+        for item in level:
+            if isinstance(item, Mapping):
+                for key in _IMAGE_KEYS:
+                    found = item.get(key)
+                    if isinstance(found, str) and found.strip().lower().startswith(
+                        ("http://", "https://", "data://")
+                    ):
+                        return found.strip()
+                nested.extend(item.values())
+            elif isinstance(item, list):
+                nested.extend(item)
+        if not nested:
+            return None
+        level = nested
+    return None
+
+
 def url_extension(url: str) -> str:
     """The image extension a URL's path suggests (``.jpg`` for ``.jpeg``), or ``""``."""
     suffix = posixpath.splitext(urllib.parse.urlsplit(url).path)[1].lower()
