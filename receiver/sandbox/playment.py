@@ -106,6 +106,8 @@ class PlaymentSandbox:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
+    #: Source images on the customer's own server (what a job's ``image_url``/``src`` points at).
+    images: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._faults: list[_Fault] = []
@@ -117,6 +119,7 @@ class PlaymentSandbox:
                 Route("/v1/projects/{project}/jobs", self._create_job, methods=["POST"]),
                 Route("/v1/attachments", self._attachment, methods=["GET"]),
                 Route("/signed/{name:path}", self._signed, methods=["GET"]),
+                Route("/images/{name:path}", self._image, methods=["GET"]),
             ]
         )
 
@@ -126,6 +129,11 @@ class PlaymentSandbox:
         """Store an attachment; returns its (private) Playment-style URL."""
         self.files[name] = (data, content_type)
         return RESULT_URL_BASE + name
+
+    def add_image(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        """Host a source image as a customer would (no key needed); returns its path on this server."""
+        self.images[name] = (data, content_type)
+        return f"/images/{name}"
 
     def add_job(
         self,
@@ -286,6 +294,17 @@ class PlaymentSandbox:
         # The signed URL lives on the other loopback name: a different origin, like S3 vs. the API.
         host = "localhost" if request.url.hostname == "127.0.0.1" else "127.0.0.1"
         return RedirectResponse(f"http://{host}:{request.url.port}/signed/{name}?{query}", 302)
+
+    async def _image(self, request: Request) -> Response:
+        early = self._enter(request)
+        if early:
+            return early
+        if "x-api-key" in request.headers:  # the Playment key must never reach a customer's server
+            return JSONResponse({"success": False, "error": "API key sent to an image host"}, 400)
+        found = self.images.get(request.path_params["name"])
+        if found is None:
+            return Response(b"not found", 404)
+        return Response(found[0], media_type=found[1])
 
     async def _signed(self, request: Request) -> Response:
         early = self._enter(request)
