@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ class Frame:
     width: int
     height: int
     image_key: str | None  # store key of the fetched source image, if any
-    image_ext: str  # ``.jpg``, ``.png``… (the fetched image's, else the one annotations.json names)
+    image_ext: str  # ``.jpg``, ``.png``… as annotations.json names the image ("" if it names none)
     annotations: tuple[Mapping[str, Any], ...]
 
 
@@ -122,7 +122,7 @@ def _frames(job: FinishedJob, coco: Mapping[str, Any]) -> tuple[Frame, ...]:
                 width=width,
                 height=height,
                 image_key=f"{job.prefix}/{file_name}" if fetched else None,
-                image_ext=ext or ".jpg",
+                image_ext=ext,  # "" when the job never had the image: no extension is made up
                 annotations=tuple(by_image.get(image.get("id"), ())),
             )
         )
@@ -137,7 +137,7 @@ def _png_array(store: Store, key: str) -> npt.NDArray[np.uint16]:
     try:
         data = store.get(key)
     except KeyError:
-        raise JobSkipped(f"{key.rsplit('/', 3)[-3:]} is missing") from None
+        raise JobSkipped(f"{key.split('/', 3)[-1]} is missing") from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
@@ -147,7 +147,3 @@ def _png_array(store: Store, key: str) -> npt.NDArray[np.uint16]:
             return np.asarray(image).astype(np.uint16)
     except (OSError, SyntaxError, ValueError) as exc:
         raise JobSkipped(f"{key.rsplit('/', 1)[-1]} of the job is not a readable PNG: {exc}") from None
-
-
-def iter_frames(reader: JobReader) -> Iterator[Frame]:
-    yield from reader.frames
