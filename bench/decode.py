@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from processors.masks import (
+from processors.masks.decode import (
     build_labelmap,
     decode_frame,
     encode_instances_png,

@@ -32,7 +32,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import synthetic_mask
 
-from processors.segmentation import process_segmentation
+from processors.masks.segmentation import process_segmentation
 from processors.source_images import SourceImage
 from processors.store import JobWriter
 from processors.store.local import LocalStore

@@ -292,7 +292,7 @@ def worker_throughput(count: int) -> float:
 
 def end_to_end(samples: int) -> list[float]:
     """Milliseconds from sending a signed POST to its manifest.json existing, under `labelhook run`."""
-    from receiver.demo import signed_request
+    from receiver.demo.sender import signed_request
 
     workdir = Path(tempfile.mkdtemp(prefix="lh-bench-e2e-"))
     port = free_port()

@@ -28,10 +28,10 @@ from processors.queue import Lease, Queue, QueueUnavailable
 from processors.store import JobWriter, Store, StoreError, dump_json
 from processors.vendors import KNOWN_VENDORS
 from processors.vendors.base import Processor
+from processors.version import VERSION
 
 T = TypeVar("T")
 log = logging.getLogger("labelhook.worker")
-VERSION = "0.1.0"
 
 
 async def run_in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:

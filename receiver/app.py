@@ -26,7 +26,8 @@ from processors.config import Settings
 from processors.metrics import CONTENT_TYPE, Metrics
 from processors.queue import Queue, QueueUnavailable
 from processors.store import Store, StoreError
-from processors.worker import VERSION, Worker
+from processors.version import VERSION
+from processors.worker import Worker
 from receiver.dashboard import DashboardAuth, dashboard_routes
 from receiver.errors import NotFound, ReceiverError, error_response
 from receiver.intake import Intake

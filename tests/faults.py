@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from receiver.demo import signed_request
+from receiver.demo.sender import signed_request
 
 _S3_ERROR = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'

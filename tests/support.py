@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 from processors.config import DEMO_SECRET
 from processors.delivery import Delivery, new_delivery_id
 from processors.queue.sqlite import SQLiteQueue
-from receiver.demo import signed_request
+from receiver.demo.sender import signed_request
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,8 +31,8 @@ from PIL import Image
 from processors.config import Settings
 from processors.errors import Permanent
 from processors.fetch import Fetcher, make_client
+from processors.masks.segmentation import process_segmentation
 from processors.queue import open_queue
-from processors.segmentation import process_segmentation
 from processors.store import open_store
 from receiver.app import create_app
 from receiver.protocol import BoundedHttpTools

@@ -485,7 +485,7 @@ def test_failed_export_is_a_dead_letter_with_its_message(
 
 
 def test_frames_and_pages_are_read_as_documented(tmp_path: Path) -> None:
-    from processors.vendors.cvat import job_frames
+    from processors.vendors.cvat.processor import job_frames
 
     meta = {"frames": [{"width": 4, "height": 3}, {"width": 5, "height": 6}], "deleted_frames": [11]}
     assert job_frames({"start_frame": 10, "stop_frame": 11}, meta) == [(10, 4, 3)]

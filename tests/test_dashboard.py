@@ -18,8 +18,8 @@ from PIL import Image
 from processors.config import Settings
 from processors.delivery import Delivery
 from processors.errors import Permanent
+from processors.masks.segmentation import process_segmentation
 from processors.queue import open_queue
-from processors.segmentation import process_segmentation
 from processors.store import JobWriter, open_store
 from processors.vendors.base import Processor
 from processors.worker import Worker

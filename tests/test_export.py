@@ -21,7 +21,7 @@ from datumaro.components.dataset import Dataset
 from PIL import Image
 
 from processors.export import export_dataset
-from processors.segmentation import process_segmentation
+from processors.masks.segmentation import process_segmentation
 from processors.source_images import SourceImage, store_image
 from processors.store import JobWriter, Store
 from processors.store.local import LocalStore
@@ -449,6 +449,16 @@ def test_export_to_s3_and_from_s3(moto_endpoint: str, s3_client: Any, bucket: st
     first = out.get("annotations/instances_default.json")
     again = export_dataset(source, out, "coco")
     assert again.unchanged == 1 and out.get("annotations/instances_default.json") == first
+
+
+def test_cli_offers_every_format() -> None:
+    from processors.export import FORMATS
+    from receiver.cli import build_parser
+
+    args = build_parser().parse_args(["export", "--format", "voc", "--out", "x"])
+    assert args.format == "voc"
+    for name in FORMATS:
+        assert build_parser().parse_args(["export", "--format", name, "--out", "x"]).format == name
 
 
 def test_cli_export(store: LocalStore, tmp_path: Path) -> None:

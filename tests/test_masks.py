@@ -18,14 +18,14 @@ import pytest
 from PIL import Image, ImageFile
 
 from processors.errors import Permanent
-from processors.masks import (
+from processors.masks.decode import (
     build_labelmap,
     decode_frame,
     encode_instances_png,
     encode_semantic_png,
     read_rgba,
 )
-from processors.segmentation import decode_command, process_segmentation
+from processors.masks.segmentation import decode_command, process_segmentation
 
 MAX = 10_000_000
 

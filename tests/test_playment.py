@@ -25,11 +25,11 @@ from processors.jobs import JobBook
 from processors.polling import poll_source
 from processors.queue import open_queue
 from processors.store import open_store
-from processors.vendors.playment import PlaymentProcessor
-from processors.vendors.playment_result import plan_result
+from processors.vendors.playment.processor import PlaymentProcessor
+from processors.vendors.playment.result import plan_result
 from processors.worker import Worker
 from receiver.app import create_app
-from receiver.sandbox.playment import (
+from receiver.demo.sandbox.playment import (
     INSTANCE_JOB,
     INSTANCE_LEGEND,
     INSTANCES,

@@ -12,10 +12,16 @@ import random
 import numpy as np
 import pytest
 
-from processors.cvat_shapes import parse_annotations, render
 from processors.errors import Permanent
-from processors.raster import RasterError, decode_cvat_rle, fill_ellipse, fill_polygon, rectangle_corners
-from processors.tracks import Keyframe, angle_difference, shape_at
+from processors.masks.raster import (
+    RasterError,
+    decode_cvat_rle,
+    fill_ellipse,
+    fill_polygon,
+    rectangle_corners,
+)
+from processors.vendors.cvat.shapes import parse_annotations, render
+from processors.vendors.cvat.tracks import Keyframe, angle_difference, shape_at
 
 
 def pnpoly(x: float, y: float, pts: list[tuple[float, float]]) -> bool:

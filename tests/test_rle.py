@@ -6,7 +6,7 @@ import numpy as np
 import pycocotools.mask as coco
 import pytest
 
-from processors.rle import decode_counts, decode_mask, encode_mask, label_runs
+from processors.masks.rle import decode_counts, decode_mask, encode_mask, label_runs
 
 
 def _coco(mask: np.ndarray) -> dict[str, object]:

@@ -20,7 +20,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from processors.worker import VERSION
+from processors.version import VERSION
 from receiver.openapi import openapi_schema
 from tests.support import serving
 

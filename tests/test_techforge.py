@@ -23,8 +23,8 @@ from processors.polling import completion_key, poll_source
 from processors.queue import RetryPolicy, open_queue
 from processors.store import Store, open_store
 from processors.store.s3 import S3Store
-from processors.vendors import techforge_api as api
-from processors.vendors.techforge import TechForgeProcessor
+from processors.vendors.techforge import api
+from processors.vendors.techforge.processor import TechForgeProcessor
 from processors.worker import Worker
 from receiver.app import create_app
 from tests.fakes.techforge import API_KEY, FakeTechForge

@@ -8,11 +8,11 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from processors.coco_fields import coco_attributes, coco_info
 from processors.export.base import DatasetWriter
 from processors.export.job import JobReader
 from processors.export.spool import write_json_index
 from processors.export.state import JobEntry
+from processors.masks.coco_fields import coco_attributes, coco_info
 from processors.store import Store, dump_json
 
 SUBSET = "default"

@@ -142,7 +142,7 @@ def _png_array(store: Store, key: str) -> npt.NDArray[np.uint16]:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             if image.mode == "P":
-                # Palette index = label id (processors.png writes it so): read indices, not colours.
+                # Palette index = label id (processors.masks.png writes it so): read indices, not colours.
                 return np.asarray(image, dtype=np.uint8).astype(np.uint16)
             return np.asarray(image).astype(np.uint16)
     except (OSError, SyntaxError, ValueError) as exc:

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from processors.coco_fields import coco_info
 from processors.export.base import DatasetWriter
 from processors.export.coco import IMAGES, SUBSET, coco_image, fragment_key, fragments, keep_images_dir
 from processors.export.job import JobReader
 from processors.export.spool import write_json_index
 from processors.export.state import JobEntry
+from processors.masks.coco_fields import coco_info
 from processors.store import dump_json
 
 INDEX = f"annotations/panoptic_{SUBSET}.json"

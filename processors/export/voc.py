@@ -17,7 +17,7 @@ from processors.export.catalog import JobSkipped
 from processors.export.coco import SUBSET
 from processors.export.job import JobReader
 from processors.export.state import BACKGROUND, JobEntry
-from processors.png import encode_palette
+from processors.masks.png import encode_palette
 
 LABELMAP = "labelmap.txt"
 IMAGE_SET = f"ImageSets/Segmentation/{SUBSET}.txt"

@@ -9,11 +9,10 @@ import json
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 
-from processors.config import Settings
 from processors.errors import Permanent, Retryable
 from processors.fetch.errors import (
     HTTPStatusPermanent,
@@ -22,6 +21,10 @@ from processors.fetch.errors import (
     translate_httpx_error,
 )
 from processors.fetch.guard import GuardTransport, Resolver
+
+if TYPE_CHECKING:
+    # Only a type here: importing config at run time would close config → vendors → fetch → config.
+    from processors.config import Settings
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 DEFAULT_DEADLINE = 600.0  # seconds for a whole fetch: every redirect hop and the full body

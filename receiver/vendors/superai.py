@@ -21,7 +21,7 @@ from typing import Any
 
 from processors.config import SourceConfig
 from processors.polling import completion_key
-from processors.vendors.superai import DEFAULT_SIGNATURE_HEADER, job_state, load_public_key
+from processors.vendors.superai.processor import DEFAULT_SIGNATURE_HEADER, job_state, load_public_key
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json, token_matches
 

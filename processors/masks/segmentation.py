@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from processors.coco_fields import coco_attributes, coco_categories, coco_info
 from processors.errors import Permanent
-from processors.masks import (
+from processors.masks.coco_fields import coco_attributes, coco_categories, coco_info
+from processors.masks.decode import (
     FrameMasks,
     Labelmap,
     build_labelmap,

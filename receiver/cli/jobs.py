@@ -10,7 +10,8 @@ import sys
 from typing import Any
 
 from processors.config import Settings
-from receiver.cli import open_backends, print_rows
+from receiver.cli.backends import open_backends
+from receiver.cli.output import print_rows
 
 log = logging.getLogger("labelhook")
 
@@ -28,7 +29,7 @@ def submit(settings: Settings, args: argparse.Namespace) -> int:
     from processors.errors import ProcessingError
     from processors.jobs import JobBook
     from processors.store import open_store
-    from receiver.progress import Progress
+    from receiver.cli.progress import Progress
 
     processor = _processor(settings, args.source)
     try:
@@ -82,7 +83,7 @@ def submit(settings: Settings, args: argparse.Namespace) -> int:
 def poll(settings: Settings, args: argparse.Namespace) -> int:
     from processors.jobs import JobBook
     from processors.polling import poll_source
-    from receiver.progress import Progress
+    from receiver.cli.progress import Progress
 
     processor = _processor(settings, args.source)
     if not processor.can_poll:

@@ -13,13 +13,15 @@ import contextlib
 import json
 import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from processors.config import Secret
 from processors.errors import Permanent, Retryable
 from processors.fetch import Fetcher, HTTPStatusPermanent, Stream, parse_retry_after, redact_url
+
+if TYPE_CHECKING:
+    from processors.config import Secret
 
 DEFAULT_API_URL = "https://api.playment.io"
 KEY_HEADER = "x-api-key"

@@ -76,8 +76,8 @@ def load_demo_settings(environ: Mapping[str, str]) -> Settings:
 
     The sandbox's two loopback names are added to LABELHOOK_FETCH_ALLOW_HOSTS, for this process only.
     """
-    from receiver.sandbox import serve_in_thread
-    from receiver.sandbox.playment import SANDBOX_API_KEY, SANDBOX_PROJECT, PlaymentSandbox
+    from receiver.demo.sandbox import serve_in_thread
+    from receiver.demo.sandbox.playment import SANDBOX_API_KEY, SANDBOX_PROJECT, PlaymentSandbox
 
     sandbox = PlaymentSandbox()
     sandbox.add_samples()
@@ -107,7 +107,7 @@ async def send_playment_samples(
     base_url: str, source: SourceConfig, *, startup_timeout: float = 15.0
 ) -> None:
     """POST a Playment-style completion callback (`x-playment-key`) for each sandbox job."""
-    from receiver.sandbox.playment import INSTANCE_JOB, SEMANTIC_JOB, VIDEO_JOB
+    from receiver.demo.sandbox.playment import INSTANCE_JOB, SEMANTIC_JOB, VIDEO_JOB
 
     key = source.secrets[0].reveal()
     project = source.options.get("project_id", "")

@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from processors.errors import Permanent
 from processors.fetch import HTTPStatusPermanent, redact_url
 from processors.vendors.base import PollResult, Processor, Submitted
-from processors.vendors.superai_api import DEFAULT_API_URL, SuperAIClient
+from processors.vendors.superai.api import DEFAULT_API_URL, SuperAIClient
 
 if TYPE_CHECKING:
     from processors.config import SourceConfig
@@ -178,7 +178,7 @@ class SuperAIProcessor(Processor):
         job_id: str,
         response: Any,
     ) -> Any:
-        from processors.segmentation import process_segmentation
+        from processors.masks.segmentation import process_segmentation
 
         legend: dict[str, Any] = {}
         instances: list[Any] = []

@@ -1,10 +1,10 @@
 """CVAT annotations (`{version, tags, shapes, tracks}`) → numbered instances and per-frame instance maps.
 
 Area shapes (rectangle, polygon, ellipse, mask) become instances; tracks are one instance each, drawn
-on every frame where `processors.tracks.shape_at` says they are visible. Polylines, points, cuboids,
-skeletons and tags have no area and are counted in ``skipped``, not drawn. ``outside`` shapes are
+on every frame where `processors.vendors.cvat.tracks.shape_at` says they are visible. Polylines, points,
+cuboids, skeletons and tags have no area and are counted in ``skipped``, not drawn. ``outside`` shapes are
 skipped. Paint order: ascending ``z_order`` (higher on top); for equal ``z_order`` shapes before
-tracks, then ascending CVAT id, then position in the document. Rasterisation rules: `processors.raster`.
+tracks, then ascending CVAT id, then position in the document. Rasterisation rules: `processors.masks.raster`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,14 @@ import numpy as np
 import numpy.typing as npt
 
 from processors.errors import Permanent
-from processors.raster import RasterError, decode_cvat_rle, fill_ellipse, fill_polygon, rectangle_corners
-from processors.tracks import FrameShape, Keyframe, shape_at
+from processors.masks.raster import (
+    RasterError,
+    decode_cvat_rle,
+    fill_ellipse,
+    fill_polygon,
+    rectangle_corners,
+)
+from processors.vendors.cvat.tracks import FrameShape, Keyframe, shape_at
 
 AREA_TYPES = frozenset({"rectangle", "polygon", "ellipse", "mask"})
 # Instance numbers live in a uint16 map with 0 = none.
@@ -112,7 +118,7 @@ def render(items: Iterable[tuple[Instance, FrameShape]], width: int, height: int
 
 
 def draw(shape: FrameShape, width: int, height: int) -> npt.NDArray[np.bool_]:
-    """The pixels of one area shape (`processors.raster` rules)."""
+    """The pixels of one area shape (`processors.masks.raster` rules)."""
     p = shape.points
     if shape.type == "mask":
         return decode_cvat_rle(p, width, height)

@@ -1,7 +1,7 @@
 """CVAT: turn a completed job into masks (default) or into its dataset-export archive (``mode=export``).
 
 Annotations mode fetches the job, its annotations, labels and frame sizes, rasterises every area
-shape and track (`processors.cvat_shapes`) and writes the standard segmentation outputs. Export mode
+shape and track (`processors.vendors.cvat.shapes`) and writes the standard segmentation outputs. Export mode
 asks CVAT for a dataset export in ``export_format``, polls the request until it is finished (bounded:
 Retryable when it takes too long, Permanent when CVAT says it failed) and streams the archive to
 ``media/``.
@@ -15,16 +15,16 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import httpx
 
-from processors.cvat_shapes import JobShapes, parse_annotations, render
 from processors.delivery import path_segment
 from processors.errors import Permanent, Retryable
-from processors.labelmap import LabelClass, Labelmap, Segment, normalise_color
-from processors.masks import FrameMasks, measure_instances
-from processors.segmentation import write_frame_masks
+from processors.masks.decode import FrameMasks, measure_instances
+from processors.masks.labelmap import LabelClass, Labelmap, Segment, normalise_color
+from processors.masks.segmentation import write_frame_masks
 from processors.source_images import SourceImage, fetch_images_enabled, not_fetched, store_image
 from processors.vendors.base import Processor
-from processors.vendors.cvat_api import CvatClient
-from processors.vendors.cvat_options import DEFAULT_EXPORT_POLL_SECONDS, DEFAULT_EXPORT_TIMEOUT_SECONDS
+from processors.vendors.cvat.api import CvatClient
+from processors.vendors.cvat.options import DEFAULT_EXPORT_POLL_SECONDS, DEFAULT_EXPORT_TIMEOUT_SECONDS
+from processors.vendors.cvat.shapes import JobShapes, parse_annotations, render
 
 if TYPE_CHECKING:
     from processors.config import Settings, SourceConfig

@@ -11,10 +11,14 @@ from processors.config import Settings
 
 def add_parser(sub: Any) -> None:
     """Register the ``export`` subcommand on the CLI's subparsers."""
-    from processors.export import FORMATS
-
+    # The names only: the export package (numpy, Pillow) loads when the command runs.
     export = sub.add_parser("export", help="one dataset (COCO, COCO panoptic, VOC) from every finished job")
-    export.add_argument("--format", required=True, choices=FORMATS, help="dataset layout (CVAT/Datumaro)")
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=("coco", "coco-panoptic", "voc"),
+        help="dataset layout (CVAT/Datumaro)",
+    )
     export.add_argument("--out", required=True, help="output folder, or s3://bucket/prefix")
     export.add_argument("--source", action="append", default=[], help="only jobs of this source (repeatable)")
     export.add_argument(
@@ -29,7 +33,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
 
     from processors.export import StateError, export_dataset
     from processors.store import StoreError, open_store
-    from receiver.progress import Progress
+    from receiver.cli.progress import Progress
 
     unknown = [s for s in args.source if settings.source(s) is None]
     if unknown:

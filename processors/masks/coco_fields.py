@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from processors.labelmap import LabelClass
+from processors.masks.labelmap import LabelClass
 
 #: Where a vendor attribute value that is not an object or a list of pairs is kept.
 VENDOR_ATTRIBUTES_KEY = "vendor_attributes"

@@ -17,9 +17,9 @@ import numpy.typing as npt
 from PIL import Image
 
 from processors.errors import Permanent
-from processors.labelmap import Labelmap, Segment, build_labelmap
-from processors.png import encode_grey16, encode_palette
-from processors.rle import label_runs
+from processors.masks.labelmap import Labelmap, Segment, build_labelmap
+from processors.masks.png import encode_grey16, encode_palette
+from processors.masks.rle import label_runs
 
 __all__ = [
     "FoundSegment",

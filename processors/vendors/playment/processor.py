@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 
 from processors.errors import Permanent, Retryable
 from processors.jobs import JobBook
-from processors.segmentation import process_segmentation
+from processors.masks.segmentation import process_segmentation
 from processors.source_images import SourceImage, fetch_images_enabled, not_fetched, store_image
 from processors.vendors.base import PollResult, Processor, Submitted
-from processors.vendors.playment_api import DEFAULT_API_URL, PlaymentAPI
-from processors.vendors.playment_result import MaskFrame, input_image_urls, plan_result
+from processors.vendors.playment.api import DEFAULT_API_URL, PlaymentAPI
+from processors.vendors.playment.result import MaskFrame, input_image_urls, plan_result
 
 if TYPE_CHECKING:
     import httpx

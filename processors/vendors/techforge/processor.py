@@ -20,9 +20,9 @@ import httpx
 
 from processors.errors import Permanent, Retryable
 from processors.fetch import HTTPStatusPermanent, make_client, parse_retry_after, redact_url
-from processors.vendors import techforge_api as api
 from processors.vendors.base import PollResult, Processor, Submitted
-from processors.vendors.techforge_inputs import validate_jobs
+from processors.vendors.techforge import api
+from processors.vendors.techforge.inputs import validate_jobs
 
 if TYPE_CHECKING:
     from processors.config import Settings, SourceConfig
