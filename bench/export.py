@@ -113,7 +113,9 @@ def child(format_name: str, store: str, out: str) -> None:
         samples.append(_rss_mib())
 
     started = time.perf_counter()
-    report = export_dataset(LocalStore(store), LocalStore(out), format_name, on_job=on_job, on_total=on_total)
+    report = export_dataset(
+        LocalStore(store), LocalStore(out, sync_each=False), format_name, on_job=on_job, on_total=on_total
+    )
     seconds = time.perf_counter() - started
     tenth = samples[max(0, len(samples) // 10 - 1)] if samples else 0.0
     print(

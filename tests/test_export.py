@@ -474,3 +474,29 @@ def test_cli_export(store: LocalStore, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--out must be" in bad.stderr
     unknown = run_cli("export", "--format", "tiff", "--out", str(tmp_path / "x"), env=env, cwd=tmp_path)
     assert unknown.returncode == 2
+
+
+def test_label_png_reader_and_panoptic_rewrap_agree_with_pillow() -> None:
+    from processors.export.labelpng import encode_rgb, grey16_to_panoptic_rgb, read_label_png
+    from processors.export.panoptic import id_to_rgb
+    from processors.masks.png import encode_grey16, encode_palette
+
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 700, (37, 53)).astype(np.uint16)
+    ids[5:20, 10:40] = 513  # runs, and ids over 255 so that both bytes matter
+    grey16 = encode_grey16(ids)
+    assert np.array_equal(read_label_png(grey16), np.asarray(Image.open(io.BytesIO(grey16))))
+    labels = (ids % 7).astype(np.uint8)
+    palette = encode_palette(labels, [(i, i, i) for i in range(7)])
+    assert np.array_equal(read_label_png(palette), labels)
+    # A PNG with Pillow's adaptive filters (not labelhook's layout) goes through Pillow, same values.
+    buffer = io.BytesIO()
+    Image.fromarray(labels, "L").save(buffer, format="PNG", optimize=True)
+    assert np.array_equal(read_label_png(buffer.getvalue()), labels)
+    # The lane re-wrap gives the panopticapi RGB of the ids, pixel for pixel.
+    rewrapped = grey16_to_panoptic_rgb(grey16)
+    assert rewrapped is not None
+    rgb = np.asarray(Image.open(io.BytesIO(rewrapped)))
+    assert np.array_equal(rgb, id_to_rgb(ids))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_rgb(id_to_rgb(ids))))), rgb)
+    assert grey16_to_panoptic_rgb(palette) is None

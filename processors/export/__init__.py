@@ -82,15 +82,22 @@ def export_dataset(
         if _export_job(store, writer, state, job, report):
             changed += 1
             if changed % _SAVE_EVERY == 0:
-                state.save(out)
+                _commit(out, state)
         if on_job is not None:
             on_job(job.prefix)
     writer.finish()
-    state.save(out)  # last: the record never claims a job whose files are not all written
+    _commit(out, state)
     report.items = sum(len(e.items) for e in state.jobs.values())
     report.annotations = sum(e.annotations for e in state.jobs.values())
     report.categories = len(state.categories)
     return report
+
+
+def _commit(out: Store, state: ExportState) -> None:
+    """Files first, durably; then the record that claims them (it never claims a file not written)."""
+    out.sync()
+    state.save(out)
+    out.sync()
 
 
 def _export_job(

@@ -6,7 +6,6 @@ image only when a format asks for them, so a long video is exported one frame at
 
 from __future__ import annotations
 
-import io
 import json
 import posixpath
 from collections.abc import Mapping
@@ -60,6 +59,14 @@ class JobReader:
     def semantic(self, frame: Frame) -> npt.NDArray[np.uint16]:
         """The frame's semantic map (job category ids) as uint16."""
         return _png_array(self.store, f"{self.job.prefix}/masks/{frame.index}/semantic.png")
+
+    def instances_png(self, frame: Frame) -> bytes:
+        """The frame's ``instances.png`` as stored."""
+        key = f"{self.job.prefix}/masks/{frame.index}/instances.png"
+        try:
+            return self.store.get(key)
+        except KeyError:
+            raise JobSkipped(f"masks/{frame.index}/instances.png is missing") from None
 
     def instances(self, frame: Frame) -> npt.NDArray[np.uint16]:
         """The frame's instance map (instance numbers, 0 = none) as uint16."""
@@ -132,18 +139,14 @@ def _frames(job: FinishedJob, coco: Mapping[str, Any]) -> tuple[Frame, ...]:
 
 
 def _png_array(store: Store, key: str) -> npt.NDArray[np.uint16]:
-    from PIL import Image
+    from processors.export.labelpng import LabelPngError, read_label_png
 
     try:
         data = store.get(key)
     except KeyError:
         raise JobSkipped(f"{key.split('/', 3)[-1]} is missing") from None
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            if image.mode == "P":
-                # Palette index = label id (processors.masks.png writes it so): read indices, not colours.
-                return np.asarray(image, dtype=np.uint8).astype(np.uint16)
-            return np.asarray(image).astype(np.uint16)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise JobSkipped(f"{key.rsplit('/', 1)[-1]} of the job is not a readable PNG: {exc}") from None
+        # Palette index = label id (processors.masks.png writes it so): indices are read, not colours.
+        return read_label_png(data)
+    except LabelPngError as exc:
+        raise JobSkipped(f"{key.split('/', 3)[-1]} is not a readable PNG: {exc}") from None

@@ -8,7 +8,6 @@ A category is a "thing" when the vendor drew instances of it (``isthing``), else
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,8 @@ import numpy.typing as npt
 
 from processors.export.base import DatasetWriter
 from processors.export.coco import IMAGES, SUBSET, coco_image, fragment_key, fragments, keep_images_dir
-from processors.export.job import JobReader
+from processors.export.job import Frame, JobReader
+from processors.export.labelpng import encode_rgb, grey16_to_panoptic_rgb
 from processors.export.spool import write_json_index
 from processors.export.state import JobEntry
 from processors.masks.coco_fields import coco_info
@@ -24,6 +24,8 @@ from processors.store import dump_json
 
 INDEX = f"annotations/panoptic_{SUBSET}.json"
 MASKS = f"annotations/panoptic_{SUBSET}"
+#: labelhook's segment ids are instance numbers, at most 16 bits (instances.png is 16-bit grey).
+MAX_SEGMENT_ID = 0xFFFF
 
 
 def id_to_rgb(ids: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
@@ -32,15 +34,6 @@ def id_to_rgb(ids: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
     rgb[..., 0] = ids & 0xFF
     rgb[..., 1] = ids >> 8
     return rgb
-
-
-def encode_rgb_png(rgb: npt.NDArray[np.uint8]) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    # Level 1: segment maps are long runs, and a 1080p frame stays in tens of milliseconds.
-    Image.fromarray(rgb, "RGB").save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 class PanopticWriter(DatasetWriter):
@@ -58,15 +51,12 @@ class PanopticWriter(DatasetWriter):
             file_name = f"{frame.item}{frame.image_ext}"
             self.copy_image(reader, frame, f"{IMAGES}/{file_name}")
             images.append(coco_image(image_id, file_name, frame.width, frame.height))
-            instances = reader.instances(frame)
             info: list[dict[str, Any]] = []
-            keep = np.zeros(int(instances.max(initial=0)) + 1, dtype=np.uint16)
             for annotation in frame.annotations:
                 category = categories.get(int(annotation["category_id"]))
                 number = int(annotation.get("instance_number") or 0)
-                if category is None or not 0 < number < len(keep):
+                if category is None or not 0 < number <= MAX_SEGMENT_ID:
                     continue
-                keep[number] = number
                 info.append(
                     {
                         "id": number,
@@ -76,8 +66,7 @@ class PanopticWriter(DatasetWriter):
                         "bbox": annotation["bbox"],
                     }
                 )
-            # Pixels of a segment with no annotation (none expected) become void (id 0), as panopticapi wants.
-            self.out.put(f"{MASKS}/{frame.item}.png", encode_rgb_png(id_to_rgb(keep[instances])), "image/png")
+            self.out.put(f"{MASKS}/{frame.item}.png", self._segment_png(reader, frame, info), "image/png")
             annotations.append(
                 {"image_id": image_id, "file_name": f"{frame.item}.png", "segments_info": info}
             )
@@ -85,6 +74,21 @@ class PanopticWriter(DatasetWriter):
         fragment = {"images": images, "annotations": annotations}
         self.out.put(fragment_key(self.format, reader.job.prefix), dump_json(fragment), "application/json")
         return JobEntry(reader.job.fingerprint, [f.item for f in reader.frames], image_ids, segments)
+
+    def _segment_png(self, reader: JobReader, frame: Frame, info: list[dict[str, Any]]) -> bytes:
+        """The frame's panoptic PNG. Every segment with pixels has an annotation (the job's
+        annotations.json is written from the same map), so ids carry over unchanged."""
+        raw = reader.instances_png(frame)
+        fast = grey16_to_panoptic_rgb(raw)
+        if fast is not None:
+            return fast
+        instances = reader.instances(frame)
+        # Anything without an annotation becomes void (id 0), as panopticapi expects.
+        keep = np.zeros(int(instances.max(initial=0)) + 1, dtype=np.uint16)
+        for segment in info:
+            if segment["id"] < len(keep):
+                keep[segment["id"]] = segment["id"]
+        return encode_rgb(id_to_rgb(keep[instances]))
 
     def finish(self) -> None:
         head = {

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from processors.config import Settings
+
+if TYPE_CHECKING:
+    from processors.store import Store
 
 
 def add_parser(sub: Any) -> None:
@@ -41,7 +44,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         store = open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url)
-        out = open_store(_out_url(args.out), endpoint_url=settings.aws_endpoint_url)
+        out = _open_out(args.out, settings)
     except ValueError as exc:
         print(f"labelhook export: {exc}", file=sys.stderr)
         return 2
@@ -98,10 +101,19 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _out_url(out: str) -> str:
-    """A folder path or a ``file://``/``s3://`` URL → a store URL."""
-    if out.startswith(("s3://", "file://")):
-        return out
-    if "://" in out:
+def _open_out(out: str, settings: Settings) -> Store:
+    """A folder path, ``file://`` or ``s3://`` URL → the output store.
+
+    A folder is written without an fsync per file: the export syncs its files in batches before
+    it records them (thousands of small files, each fsynced, would cost more than the export).
+    """
+    from processors.store import open_store
+    from processors.store.local import LocalStore
+
+    if out.startswith("s3://"):
+        return open_store(out, endpoint_url=settings.aws_endpoint_url)
+    if "://" in out and not out.startswith("file://"):
         raise ValueError(f"--out must be a folder or s3://bucket/prefix, not {out!r}")
-    return f"file://{out}"
+    return LocalStore(
+        LocalStore.from_url(out if out.startswith("file://") else f"file://{out}").root, sync_each=False
+    )
