@@ -500,3 +500,24 @@ def test_label_png_reader_and_panoptic_rewrap_agree_with_pillow() -> None:
     assert np.array_equal(rgb, id_to_rgb(ids))
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_rgb(id_to_rgb(ids))))), rgb)
     assert grey16_to_panoptic_rgb(palette) is None
+
+
+def test_voc_fast_paths_keep_the_pixels() -> None:
+    from processors.export.labelpng import grey16_as_palette, with_palette
+    from processors.masks.png import encode_grey16, encode_palette
+
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 200, (21, 34)).astype(np.uint16)
+    repacked = grey16_as_palette(encode_grey16(ids), [(i, i, i) for i in range(256)])
+    assert repacked is not None
+    image = Image.open(io.BytesIO(repacked))
+    assert image.mode == "P" and np.array_equal(np.asarray(image), ids)
+    ids[3, 4] = 256  # a value a VOC mask cannot hold: no fast path
+    assert grey16_as_palette(encode_grey16(ids), [(0, 0, 0)]) is None
+    labels = (ids % 5).astype(np.uint8)
+    recoloured = with_palette(
+        encode_palette(labels, [(0, 0, 0)] * 5), [(9, 9, 9), (1, 2, 3)] + [(0, 0, 0)] * 3
+    )
+    assert recoloured is not None
+    image = Image.open(io.BytesIO(recoloured))
+    assert np.array_equal(np.asarray(image), labels) and image.getpalette()[3:6] == [1, 2, 3]

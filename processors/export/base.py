@@ -39,9 +39,6 @@ class DatasetWriter(ABC):
     def finish(self) -> None:
         """Write the index files (annotation JSON, image lists, labelmaps) for every job in the state."""
 
-    def forget_job(self, prefix: str) -> None:  # noqa: B027 - optional hook
-        """The job is no longer in the store (or was reprocessed): drop what only the index refers to."""
-
     # -- shared helpers -----------------------------------------------------------------------
 
     def category_map(self, reader: JobReader) -> dict[int, ExportCategory]:

@@ -62,11 +62,17 @@ class JobReader:
 
     def instances_png(self, frame: Frame) -> bytes:
         """The frame's ``instances.png`` as stored."""
-        key = f"{self.job.prefix}/masks/{frame.index}/instances.png"
+        return self._mask_png(frame, "instances.png")
+
+    def semantic_png(self, frame: Frame) -> bytes:
+        """The frame's ``semantic.png`` as stored."""
+        return self._mask_png(frame, "semantic.png")
+
+    def _mask_png(self, frame: Frame, name: str) -> bytes:
         try:
-            return self.store.get(key)
+            return self.store.get(f"{self.job.prefix}/masks/{frame.index}/{name}")
         except KeyError:
-            raise JobSkipped(f"masks/{frame.index}/instances.png is missing") from None
+            raise JobSkipped(f"masks/{frame.index}/{name} is missing") from None
 
     def instances(self, frame: Frame) -> npt.NDArray[np.uint16]:
         """The frame's instance map (instance numbers, 0 = none) as uint16."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +101,52 @@ def grey16_to_panoptic_rgb(data: bytes) -> bytes | None:
     lanes[..., 0] = grey[..., 1]  # low byte: R
     lanes[..., 1] = grey[..., 0]  # high byte: G
     return _png_rgb(width, height, rgb)
+
+
+def with_palette(data: bytes, palette: Sequence[tuple[int, int, int]]) -> bytes | None:
+    """An 8-bit palette PNG with its colours replaced and its pixels (IDAT) untouched; None when
+    ``data`` is not one. For a class mask whose indices already mean the right classes."""
+    if not data.startswith(_SIGNATURE) or data[12:16] != b"IHDR" or data[24:26] != b"\x08\x03":
+        return None
+    parts = [_SIGNATURE]
+    pos = len(_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            return None
+        if kind == b"PLTE":
+            parts.append(_chunk(b"PLTE", bytes(channel for colour in palette for channel in colour)))
+        elif kind in (b"IHDR", b"IDAT", b"IEND"):  # transparency and text are not label data
+            parts.append(data[pos:end])
+        if kind == b"IEND":
+            return b"".join(parts)
+        pos = end
+    return None
+
+
+def grey16_as_palette(data: bytes, palette: Sequence[tuple[int, int, int]]) -> bytes | None:
+    """A 16-bit grey PNG whose values are all below 256, as an 8-bit palette PNG of the same values,
+    without unfiltering: with every high byte zero, the filtered low-byte lane is the filtered 8-bit
+    image. None when ``data`` is laid out otherwise or holds a value over 255."""
+    parsed = _filtered_rows(data)
+    if parsed is None:
+        return None
+    rows, width, height, depth, filters = parsed
+    if depth != 16 or not (filters.max(initial=0) <= 1 and (filters == filters[0]).all()):
+        return None
+    grey = rows.reshape(height, width, 2)
+    if grey[..., 0].any():  # a high byte (filtered or not, all zero means every value < 256)
+        return None
+    out = np.empty((height, width + 1), dtype=np.uint8)
+    out[:, 0] = filters
+    out[:, 1:] = grey[..., 1]
+    compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = compressor.compress(out.data) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)
+    plte = _chunk(b"PLTE", bytes(channel for colour in palette for channel in colour))
+    return _SIGNATURE + _chunk(b"IHDR", header) + plte + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
 def _read_pillow(data: bytes) -> npt.NDArray[np.uint16]:

@@ -15,7 +15,8 @@ import numpy.typing as npt
 from processors.export.base import DatasetWriter
 from processors.export.catalog import JobSkipped
 from processors.export.coco import SUBSET
-from processors.export.job import JobReader
+from processors.export.job import Frame, JobReader
+from processors.export.labelpng import grey16_as_palette, with_palette
 from processors.export.state import BACKGROUND, JobEntry
 from processors.masks.png import encode_palette
 
@@ -67,12 +68,9 @@ class VocWriter(DatasetWriter):
         lut = np.zeros(max(categories, default=0) + 1, dtype=np.uint8)
         for job_id, category in categories.items():
             lut[job_id] = category.id
-        palette = self.palette()
+        identity = bool((lut == np.arange(len(lut))).all())
         annotations = 0
         for frame in reader.frames:
-            semantic = reader.semantic(frame)
-            if int(semantic.max(initial=0)) >= len(lut):
-                raise JobSkipped(f"frame {frame.index}: semantic.png has a label id the job does not list")
             numbers = sorted(
                 {int(a["instance_number"]) for a in frame.annotations if a.get("instance_number")}
             )
@@ -80,15 +78,28 @@ class VocWriter(DatasetWriter):
                 raise JobSkipped(
                     f"frame {frame.index} has {len(numbers)} instances, VOC masks hold {MAX_INDEX}"
                 )
-            self.out.put(f"{CLASS_DIR}/{frame.item}.png", encode_palette(lut[semantic], palette), "image/png")
             self.out.put(
-                f"{OBJECT_DIR}/{frame.item}.png",
-                encode_palette(_renumber(reader.instances(frame), numbers), _INSTANCE_PALETTE),
-                "image/png",
+                f"{CLASS_DIR}/{frame.item}.png", self._class_png(reader, frame, lut, identity), "image/png"
             )
+            self.out.put(f"{OBJECT_DIR}/{frame.item}.png", _object_png(reader, frame, numbers), "image/png")
             self.copy_image(reader, frame, f"{IMAGE_DIR}/{frame.item}{frame.image_ext}")
             annotations += len(numbers)
         return JobEntry(reader.job.fingerprint, [f.item for f in reader.frames], [], annotations)
+
+    def _class_png(
+        self, reader: JobReader, frame: Frame, lut: npt.NDArray[np.uint8], identity: bool
+    ) -> bytes:
+        """The class mask: the job's own PNG with the dataset's colours when its label ids already are
+        the dataset's (no pixel touched), else its ids mapped through ``lut`` and encoded again."""
+        palette = self.palette()
+        if identity:
+            repainted = with_palette(reader.semantic_png(frame), palette)
+            if repainted is not None:
+                return repainted
+        semantic = reader.semantic(frame)
+        if int(semantic.max(initial=0)) >= len(lut):
+            raise JobSkipped(f"frame {frame.index}: semantic.png has a label id the job does not list")
+        return encode_palette(lut[semantic], palette)
 
     def palette(self) -> list[tuple[int, int, int]]:
         return [(0, 0, 0)] + [_rgb(c.color) for c in self.state.categories]
@@ -102,6 +113,17 @@ class VocWriter(DatasetWriter):
         items = sorted(item for entry in self.state.jobs.values() for item in entry.items)
         self.out.put(IMAGE_SET, "".join(f"{item}\n" for item in items).encode("utf-8"), "text/plain")
         self.write_labelmap_json()
+
+
+def _object_png(reader: JobReader, frame: Frame, numbers: list[int]) -> bytes:
+    """The object mask. Instance numbers below 256 stay as they are (VOC readers take each value as
+    one object), re-wrapped without decoding when the PNG allows; larger ones are renumbered 1…n."""
+    if not numbers or numbers[-1] <= MAX_INDEX:
+        rewrapped = grey16_as_palette(reader.instances_png(frame), _INSTANCE_PALETTE)
+        if rewrapped is not None:
+            return rewrapped
+        numbers = list(range(1, MAX_INDEX + 1))  # identity for every value a VOC mask can hold
+    return encode_palette(_renumber(reader.instances(frame), numbers), _INSTANCE_PALETTE)
 
 
 def _renumber(instances: npt.NDArray[np.uint16], numbers: list[int]) -> npt.NDArray[np.uint8]:
