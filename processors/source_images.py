@@ -122,10 +122,12 @@ Opener = Callable[[], AbstractContextManager[Iterable[bytes]]]
 def store_image(frame: int, open_image: Opener, out: JobWriter, *, hint: str = "") -> SourceImage:
     """Stream one frame's image into ``images/<frame>.<ext>``; its size read from the header.
 
-    ``open_image`` opens the guarded download (a context manager yielding chunks). The extension
-    comes from the magic bytes; an unknown format keeps the URL's extension (``hint``) or ``.bin``
-    and is reported. A download that fails permanently, or bytes Pillow cannot size, become a
-    not-fetched image with the reason; Retryable errors propagate (the job is tried again).
+    ``open_image`` opens the guarded download (a context manager yielding chunks, capped by the
+    fetcher). The extension comes from the magic bytes; bytes of no known image format are not
+    stored. The size is read from the first MiB as it streams past (never the whole file in
+    memory). A download that fails permanently becomes a not-fetched image with the reason, bytes
+    Pillow cannot size a fetched image with a reason; Retryable errors propagate (the job is tried
+    again). ``hint`` (the URL) names the extension of a frame that was not fetched.
     """
     try:
         with open_image() as chunks:
@@ -138,7 +140,7 @@ def store_image(frame: int, open_image: Opener, out: JobWriter, *, hint: str = "
             out.write_stream(name, cast("IO[bytes]", reader), content_type)
     except Permanent as exc:
         return not_fetched(frame, exc.reason, hint)
-    size = _image_size(out, name)
+    size = _image_size(reader.head)
     if size is None:
         return SourceImage(frame, name, fetched=True, reason="image header is unreadable")
     return SourceImage(frame, name, size[0], size[1], fetched=True)
@@ -153,27 +155,33 @@ def _sniff(head: bytes) -> tuple[str, str]:
     return "", ""
 
 
-def _image_size(out: JobWriter, name: str) -> tuple[int, int] | None:
+def _image_size(head: bytes) -> tuple[int, int] | None:
     from PIL import Image
 
-    data = out.store.get(out.key(name))
     try:
         with warnings.catch_warnings():
             # Only the header is parsed: a decompression-bomb warning is irrelevant to reading a size.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(head)) as image:
                 width, height = image.size
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         return None
     return int(width), int(height)
 
 
+#: How much of an image is kept to read its size from: headers (JPEG EXIF/APP segments before the
+#: frame header included) fit well within it.
+_HEAD_BYTES = 1024 * 1024
+
+
 class _PeekingReader:
-    """A read()-able view of a chunk iterator whose first bytes can be looked at before streaming."""
+    """A read()-able view of a chunk iterator whose first bytes can be looked at before streaming;
+    ``head`` keeps the first ``_HEAD_BYTES`` that went through."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._buffer = b""
+        self.head = b""
 
     def peek(self, size: int) -> bytes:
         while len(self._buffer) < size:
@@ -194,6 +202,8 @@ class _PeekingReader:
             data, self._buffer = self._buffer, b""
         else:
             data, self._buffer = self._buffer[:want], self._buffer[want:]
+        if len(self.head) < _HEAD_BYTES:
+            self.head += data[: _HEAD_BYTES - len(self.head)]
         return data
 
 
