@@ -204,6 +204,9 @@ class PlaymentSandbox:
             },
             masks=frames,
         )
+        for job_id, paths in SAMPLE_IMAGES.items():
+            for frame, path in paths.items():
+                self.add_image(path.removeprefix("/images/"), sample_photo(job_id, int(frame)))
         return [SEMANTIC_JOB, INSTANCE_JOB, VIDEO_JOB]
 
     # -- HTTP -------------------------------------------------------------------------------------
@@ -342,7 +345,7 @@ def _resolve_masks(value: Any, job_id: str) -> Any:
     return value
 
 
-# -- deterministic masks ----------------------------------------------------------------------------
+# -- deterministic masks and photos ----------------------------------------------------------------
 
 WIDTH, HEIGHT = 64, 48
 
@@ -385,3 +388,22 @@ def video_frame(index: int) -> bytes:
     draw.rectangle((0, 0, WIDTH - 1, 11), fill=(0xF2, 0x33, 0x34, 255))
     draw.rectangle((4 + 10 * index, 14, 13 + 10 * index, 30), fill=(0xFD, 0x2D, 0x34, 255))
     return _png(image)
+
+
+#: The photos the sample jobs were "drawn on", as the customer hosts them (path on the sandbox).
+SAMPLE_IMAGES: dict[str, dict[str, str]] = {
+    SEMANTIC_JOB: {"0": f"/images/{SEMANTIC_JOB}/0.png"},
+    INSTANCE_JOB: {"0": f"/images/{INSTANCE_JOB}/0.png"},
+    VIDEO_JOB: {str(i): f"/images/{VIDEO_JOB}/{i}.png" for i in range(3)},
+}
+
+
+def sample_photo(job_id: str, frame: int) -> bytes:
+    """A soft photo-like picture of the mask's size: the mask's colours blurred, so they line up."""
+    from PIL import ImageFilter
+
+    mask = {SEMANTIC_JOB: semantic_mask, INSTANCE_JOB: instance_mask}.get(job_id)
+    source = mask() if mask is not None else video_frame(frame)
+    with Image.open(io.BytesIO(source)) as image:
+        photo = image.convert("RGB").filter(ImageFilter.GaussianBlur(1.5))
+    return _png(photo)
