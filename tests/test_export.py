@@ -474,6 +474,21 @@ def test_cli_export(store: LocalStore, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--out must be" in bad.stderr
     unknown = run_cli("export", "--format", "tiff", "--out", str(tmp_path / "x"), env=env, cwd=tmp_path)
     assert unknown.returncode == 2
+    # A source filter names the manifests' source, configured here or not ("superai" is not).
+    only = run_cli(
+        "export",
+        "--format",
+        "voc",
+        "--out",
+        str(tmp_path / "v"),
+        "--source",
+        "superai",
+        "--json",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert only.returncode == 0, only.stderr
+    assert json.loads(only.stdout)["items"] == 1
 
 
 def test_label_png_reader_and_panoptic_rewrap_agree_with_pillow() -> None:

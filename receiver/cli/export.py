@@ -38,10 +38,8 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
     from processors.store import StoreError, open_store
     from receiver.cli.progress import Progress
 
-    unknown = [s for s in args.source if settings.source(s) is None]
-    if unknown:
-        print(f"labelhook export: no source named {', '.join(map(repr, unknown))}", file=sys.stderr)
-        return 2
+    # --source matches the source named in each job's manifest: it need not be configured here (a
+    # laptop exporting a production bucket has none of its sources), so a typo shows as no jobs.
     try:
         store = open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url)
         out = _open_out(args.out, settings)
@@ -98,6 +96,8 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
         )
         for prefix, reason in sorted(report.skipped.items()):
             print(f"  skipped {prefix}: {reason}")
+        if not report.items and (args.source or args.project):
+            print("  no finished job matches --source/--project", file=sys.stderr)
     return 0
 
 
