@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from processors.masks.memory import max_pixels_for
 from processors.vendors import VENDORS
 from processors.vendors.options import OptionError, VendorOptions, parse_bool, parse_options, parse_seconds
 
@@ -28,6 +29,9 @@ DEMO_SOURCE = "demo"
 # README's curl example work out of the box. It is public, so start-up logs a warning while it is active.
 DEMO_SECRET = "whsec_bGFiZWxob29rLWRlbW8tc2VjcmV0LWRvLW5vdC11c2U="
 
+# Mask frames in flight per process: with a ~100 MB runtime this keeps a worker within 400 MB on
+# a 512 MB dyno (docs/reliability.md has the measured peaks); the default pixel limit follows it.
+DEFAULT_MASK_MEMORY_MB = 256
 _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _QUEUE_SCHEMES = ("sqlite", "sqs", "sqs+https", "sqs+http")
 _STORE_SCHEMES = ("file", "s3")
@@ -63,6 +67,8 @@ GLOBAL_VARIABLES = frozenset(
         "LABELHOOK_PUBLIC_URL",
         "LABELHOOK_BODY_RETENTION_SECONDS",
         "LABELHOOK_ROW_RETENTION_SECONDS",
+        "LABELHOOK_MASK_MEMORY_MB",
+        "LABELHOOK_MASK_THREADS",
     }
 )
 DEFAULT_POLL_INTERVAL_SECONDS = 30.0
@@ -145,7 +151,9 @@ class Settings:
     lease_seconds: float = 60.0
     worker_concurrency: int = 2
     poll_interval_seconds: float = 1.0
-    max_pixels: int = 100_000_000
+    mask_memory_bytes: int = DEFAULT_MASK_MEMORY_MB * 1024 * 1024
+    max_pixels: int = max_pixels_for(DEFAULT_MASK_MEMORY_MB * 1024 * 1024)
+    mask_threads: int = 2
     dashboard_token: Secret | None = None
     public_url: str | None = None
     aws_endpoint_url: str | None = None
@@ -302,6 +310,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             DEMO_SOURCE: _load_source(DEMO_SOURCE, _source_variables(demo_env, (DEMO_SOURCE,))[DEMO_SOURCE])
         }
     token = env.get("LABELHOOK_DASHBOARD_TOKEN")
+    # Frames being decoded hold at most this much at once, across every job of the process.
+    mask_memory = _int(env, "LABELHOOK_MASK_MEMORY_MB", DEFAULT_MASK_MEMORY_MB, minimum=32) * 1024 * 1024
     # Finished deliveries lose their bodies after the first, their rows (the dedupe horizon) after the
     # second; a row without its body is still a dedupe key, so rows must outlive bodies.
     body_retention = _float(env, "LABELHOOK_BODY_RETENTION_SECONDS", 7 * 86400.0, minimum=1.0)
@@ -330,7 +340,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=_float(env, "LABELHOOK_LEASE_SECONDS", 60.0, minimum=1.0),
         worker_concurrency=_int(env, "LABELHOOK_WORKER_CONCURRENCY", 2, minimum=1),
         poll_interval_seconds=_float(env, "LABELHOOK_POLL_INTERVAL_SECONDS", 1.0, minimum=0.01),
-        max_pixels=_int(env, "LABELHOOK_MAX_PIXELS", 100_000_000, minimum=1),
+        mask_memory_bytes=mask_memory,
+        # The default admits the largest frame whose worst-case cost fits the mask memory budget.
+        max_pixels=_int(env, "LABELHOOK_MAX_PIXELS", max_pixels_for(mask_memory), minimum=1),
+        mask_threads=_int(env, "LABELHOOK_MASK_THREADS", min(4, os.cpu_count() or 1), minimum=1),
         dashboard_token=Secret(token) if token else None,
         public_url=_http_url("LABELHOOK_PUBLIC_URL", env.get("LABELHOOK_PUBLIC_URL")),
         aws_endpoint_url=_http_url("AWS_ENDPOINT_URL", env.get("AWS_ENDPOINT_URL")),
