@@ -36,7 +36,7 @@ def fetch_allow_for(settings: Settings, source: SourceConfig | None) -> tuple[st
     (the operator named that server, e.g. an on-prem CVAT; its port only)."""
     allowed = list(settings.fetch_allow_hosts)
     if source is not None:
-        allowed += [e.strip() for e in source.options.get("fetch_allow", "").split(",") if e.strip()]
+        allowed += source.fetch_allow
         if source.api_url:
             parts = urlsplit(source.api_url)
             try:

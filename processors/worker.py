@@ -26,7 +26,7 @@ from processors.jobs import JobBook
 from processors.metrics import Metrics
 from processors.queue import Lease, Queue, QueueUnavailable
 from processors.store import JobWriter, Store, StoreError, dump_json
-from processors.vendors import KNOWN_VENDORS
+from processors.vendors import VENDORS
 from processors.vendors.base import Processor
 from processors.version import VERSION
 
@@ -103,7 +103,7 @@ class Worker:
             source = self.settings.source(source_name)
             if source is None:
                 raise Permanent(f"source {source_name!r} is no longer configured")
-            processor = KNOWN_VENDORS[source.vendor].processor_class()(source, self.settings)
+            processor = VENDORS[source.vendor].processor_class()(source, self.settings)
             self._processors[source_name] = processor
         return processor
 
@@ -127,6 +127,9 @@ class Worker:
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        # After a crash, temporaries of interrupted writes may be left in job folders: sweep them once.
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.store.sweep_temporary)
         pollers = [asyncio.create_task(self._poll(name)) for name in self.polled_sources()]
         in_flight: set[asyncio.Task[None]] = set()
         concurrency = self.settings.worker_concurrency
@@ -156,12 +159,7 @@ class Worker:
 
     def polled_sources(self) -> list[str]:
         """Sources whose open jobs this worker polls: vendors without callbacks, or POLL=1."""
-        names = []
-        for name, source in self.settings.sources.items():
-            default = KNOWN_VENDORS[source.vendor].polls
-            if source.options.get("poll", "1" if default else "0").lower() in ("1", "true", "yes", "on"):
-                names.append(name)
-        return names
+        return [name for name, source in self.settings.sources.items() if source.poll]
 
     async def _poll(self, source_name: str) -> None:
         from processors.polling import poll_forever

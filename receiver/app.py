@@ -24,8 +24,8 @@ from starlette.types import ASGIApp
 
 from processors.config import Settings
 from processors.metrics import CONTENT_TYPE, Metrics
-from processors.queue import Queue, QueueUnavailable
-from processors.store import Store, StoreError
+from processors.queue import Queue
+from processors.store import Store
 from processors.version import VERSION
 from processors.worker import Worker
 from receiver.dashboard import DashboardAuth, dashboard_routes
@@ -33,11 +33,14 @@ from receiver.errors import NotFound, ReceiverError, error_response
 from receiver.intake import Intake
 from receiver.middleware import BodyLimitMiddleware
 from receiver.openapi import openapi_schema
+from receiver.readiness import Readiness
 from receiver.request_limit import RequestLimit
-from receiver.vendors import ADAPTERS, VendorAdapter
+from receiver.vendors import REGISTRY, VendorAdapter
 
 log = logging.getLogger("labelhook.receiver")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+#: What `/readyz` tells a caller without the dashboard token (once one is set): the verdicts only.
+_CHECKS = ("queue", "store", "worker")
 
 
 def create_app(
@@ -61,7 +64,7 @@ def create_app(
     if metrics is None:
         metrics = worker.metrics if worker is not None else Metrics(settings.sources)
     adapters: dict[str, VendorAdapter] = {
-        name: ADAPTERS[source.vendor](source) for name, source in settings.sources.items()
+        name: REGISTRY[source.vendor].adapter(source) for name, source in settings.sources.items()
     }
 
     async def post_only(request: Request) -> Response:
@@ -72,29 +75,21 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    # Both probes read figures a background task refreshes (receiver/readiness.py): a scrape never
+    # reads a backend, so it can neither stall the loop nor wait on a lock.
+    readiness = Readiness(queue, store)
+
     async def readyz(request: Request) -> Response:
-        checks: dict[str, Any] = {}
-        ok = True
+        ok, checks = readiness.report()
         if worker is not None and worker_done.is_set():
             ok, checks["worker"] = False, worker.failure or "worker stopped"
-        try:
-            await queue.ping()
-            checks["queue"] = "ok"
-            checks["depth"] = await queue.depth()
-        except QueueUnavailable as exc:
-            ok, checks["queue"] = False, str(exc)
-        try:
-            await asyncio.to_thread(store.ping)
-            checks["store"] = "ok"
-        except StoreError as exc:
-            ok, checks["store"] = False, exc.reason
         if metrics_auth is not None and metrics_auth.identify(request) is None:
             # Same rule as /metrics: with a dashboard token set, queue figures and failure reasons are
             # for its holders. Probes cannot send a token, so the verdict itself stays open.
             checks = {
                 name: "ok" if value == "ok" else "failing"
                 for name, value in checks.items()
-                if name != "depth"
+                if name in _CHECKS
             }
         if not ok:
             return JSONResponse({"error": "not_ready", "detail": checks}, status_code=503)
@@ -109,11 +104,10 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         if metrics_auth is not None:
             metrics_auth.require(request)
-        try:
-            depth: dict[str, int] | None = await queue.depth()
-        except QueueUnavailable:
-            depth = None
-        return Response(metrics.render(depth), headers={"Content-Type": CONTENT_TYPE})
+        gauges = readiness.gauges
+        depth = gauges.depth if gauges is not None and gauges.problem is None else None
+        disk_bytes = gauges.disk_bytes if gauges is not None else None
+        return Response(metrics.render(depth, disk_bytes), headers={"Content-Type": CONTENT_TYPE})
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(schema)
@@ -149,7 +143,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await readiness.refresh()  # ready or not, /readyz has an answer from the first request
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(fn()) for fn in background]
+        tasks.append(asyncio.create_task(readiness.run()))
         worker_task = asyncio.create_task(worker.run()) if worker is not None else None
         if worker_task is not None:
             worker_task.add_done_callback(worker_ended)

@@ -60,6 +60,9 @@ class Store(ABC):
     def list(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (recursive), sorted."""
 
+    def sync(self) -> None:  # noqa: B027 - a no-op for backends whose puts are durable on return
+        """Make every write so far durable (see `LocalStore(sync_each=False)`)."""
+
     @abstractmethod
     def ping(self) -> None:
         """Raise `StoreError` unless the store can be written."""
@@ -67,6 +70,11 @@ class Store(ABC):
     @abstractmethod
     def describe(self) -> str:
         """Where the store points, for logs (no credentials)."""
+
+    def sweep_temporary(self, older_than: float = 3600.0, now: float | None = None) -> int:
+        """Delete temporary files that writers killed mid-write left behind, untouched for
+        ``older_than`` seconds; returns how many. Only stores that write temporaries have any."""
+        return 0
 
 
 @dataclass(frozen=True)

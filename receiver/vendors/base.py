@@ -11,7 +11,7 @@ import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from processors.config import Secret, SourceConfig
 from receiver.bounded_json import JSONRejected, loads_bounded
@@ -51,6 +51,9 @@ class Callback:
 
 class VendorAdapter(ABC):
     """Verifies and interprets callbacks for one configured source."""
+
+    #: The `processors.vendors.VENDORS` name this adapter is the receiver half of.
+    vendor: ClassVar[str]
 
     def __init__(self, source: SourceConfig) -> None:
         self.source = source

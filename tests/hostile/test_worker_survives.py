@@ -83,7 +83,7 @@ def test_unreadable_records_become_dead_letters_and_the_worker_goes_on(
     settings = make_settings()
     db = str(tmp_path / "queue.db")
 
-    async def main() -> tuple[list[Any], int]:
+    async def main() -> list[Any]:
         queue = SQLiteQueue(db, RetryPolicy(3, 0.01, 0.05), poll_seconds=0.02)
         await queue.enqueue(_odd(_DeepRecord, "deep"))
         await queue.enqueue(_odd(_UnknownFieldRecord, "unknown"))
@@ -91,20 +91,23 @@ def test_unreadable_records_become_dead_letters_and_the_worker_goes_on(
         worker = Worker(settings, queue, open_store(settings.store_url), drain_seconds=5)
         task = asyncio.create_task(worker.run())
         deadline = time.monotonic() + 30
-        while worker.processed < 1 and time.monotonic() < deadline and not task.done():
+        dead: list[Any] = []
+        while time.monotonic() < deadline and not task.done():
+            dead = await queue.dead_letters()
+            if worker.processed >= 1 and any(d.job_id == "unknown" for d in dead):
+                break
             await asyncio.sleep(0.05)
         worker.stop()
         await asyncio.wait_for(task, 30)  # returned, not raised: the worker survived both records
-        dead = await queue.dead_letters()
         await queue.close()
-        return dead, worker.processed
+        return dead
 
-    dead, processed = asyncio.run(main())
-    assert processed == 1
+    dead = asyncio.run(main())
+    assert (tmp_path / "out" / "standard" / "acme" / "fine" / "manifest.json").exists()
     reasons = {d.job_id: d.last_error or "" for d in dead}
     assert "unreadable record" in reasons["unknown"]
-    # The deep one is unreadable wherever it is first read: a dead letter, or (if even the journal
-    # indexer cannot parse its head) logged and skipped; never a worker death.
+    # The deep one is read by a thread with room on its stack (processed), or not (a dead letter, or
+    # logged and skipped by the journal indexer); never a worker death.
     assert set(reasons) <= {"deep", "unknown"}
 
 

@@ -2,9 +2,9 @@
 
 Processing a completion (callback or poll): `GET /v1/projects/:pid/jobs/:jid` → ``data.status`` and
 ``data.result`` (an attachment URL); the result object comes through the attachments redirect and is
-stored as ``result.json`` byte for byte; each mask is streamed into ``media/<frame>/<name>`` and then
+stored as ``result.json`` byte for byte; each mask is streamed into ``media/<frame>/vendor_mask.png`` and then
 decoded, one frame at a time, by `process_segmentation` (``masks/<frame>/…``, ``labelmap.json``,
-``annotations.json``).
+``annotations.json``). The image each frame was drawn on goes to ``images/<frame>.<ext>``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from processors.errors import Permanent, Retryable
+from processors.jobs import JobBook
+from processors.masks.memory import MemoryBudget
 from processors.masks.segmentation import process_segmentation
+from processors.source_images import SourceImage, not_fetched, store_image
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.playment.api import DEFAULT_API_URL, PlaymentAPI
-from processors.vendors.playment.result import MaskFrame, plan_result
+from processors.vendors.playment.options import PlaymentOptions
+from processors.vendors.playment.result import MaskFrame, input_image_urls, plan_result
 
 if TYPE_CHECKING:
     import httpx
@@ -31,7 +35,6 @@ if TYPE_CHECKING:
 
 COMPLETED = frozenset({"completed", "complete", "done"})
 FAILED = frozenset({"failed", "failure", "error", "rejected", "cancelled", "canceled"})
-_TRUE = ("1", "true", "yes", "on")
 
 
 class PlaymentProcessor(Processor):
@@ -49,7 +52,8 @@ class PlaymentProcessor(Processor):
         self._post_client = client
         self._api: PlaymentAPI | None = None
         # Off by default: Playment sends its static key header; opt in where it cannot be configured.
-        self.callback_token_in_url = source.options.get("token_in_url", "0").lower() in _TRUE
+        self.options = PlaymentOptions.of(source)
+        self.callback_token_in_url = self.options.token_in_url
 
     @property
     def api(self) -> PlaymentAPI:
@@ -105,19 +109,54 @@ class PlaymentProcessor(Processor):
         }
         if plan.labels is None:
             return extra
+        images = self._source_images(delivery, job, plan.frames, out)
         summary = process_segmentation(
             plan.labels,
             self._mask_frames(plan.frames, out),
             lambda key, data: out.write(key, data, _content_type(key)),
             max_pixels=self.settings.max_pixels,
+            threads=self.settings.mask_threads,
+            budget=MemoryBudget.shared(self.settings.mask_memory_bytes),
+            images=images,
         )
         extra["segmentation"] = summary.as_json()
         return extra
 
-    def _mask_frames(self, frames: tuple[MaskFrame, ...], out: JobWriter) -> Iterator[tuple[int, bytes]]:
-        """Stream each mask into ``media/`` and hand back its bytes: one frame in memory at a time."""
+    def _source_images(
+        self, delivery: Delivery, job: Mapping[str, Any], frames: tuple[MaskFrame, ...], out: JobWriter
+    ) -> dict[int, SourceImage]:
+        """Each frame's image from the job's input: the job object's ``data`` when Playment echoes it,
+        else the image URLs `labelhook submit` recorded in the job book (the documented job API
+        answers no input). Fetched from the customer's URL through the guard, without the API key."""
+        if not self.source.fetch_images:
+            return {f.index: not_fetched(f.index, "FETCH_IMAGES=0") for f in frames}
+        urls = input_image_urls(job.get("data"))
+        if not urls:
+            record = JobBook(out.store).get(self.source.name, delivery.job_id)
+            recorded = record.meta.get("image_urls") if record is not None else None
+            if isinstance(recorded, dict):
+                urls = {
+                    int(k): str(v) for k, v in recorded.items() if str(k).isdigit() and isinstance(v, str)
+                }
+        images: dict[int, SourceImage] = {}
         for frame in frames:
-            name = f"media/{frame.index}/{frame.file_name}"
+            url = urls.get(frame.index)
+            if url is None:
+                images[frame.index] = not_fetched(
+                    frame.index, "the job's input names no image for this frame"
+                )
+            else:
+                images[frame.index] = self._fetch_image(frame.index, url, out)
+        return images
+
+    def _fetch_image(self, frame: int, url: str, out: JobWriter) -> SourceImage:
+        return store_image(frame, lambda: self.fetcher.open_stream(url), out, hint=url)
+
+    def _mask_frames(self, frames: tuple[MaskFrame, ...], out: JobWriter) -> Iterator[tuple[int, bytes]]:
+        """Stream each mask into ``media/<frame>/vendor_mask.png`` (the vendor's colour mask, not the
+        photo) and hand back its bytes: one frame in memory at a time."""
+        for frame in frames:
+            name = f"media/{frame.index}/vendor_mask.png"
             try:
                 with self.api.open_attachment(frame.url) as stream:
                     out.write_stream(name, cast("IO[bytes]", stream), "image/png")
@@ -162,7 +201,12 @@ class PlaymentProcessor(Processor):
             project=project,
             # The create call answers no status; a new Playment job is pending until annotated.
             vendor_state="PENDING",
-            meta={"reference_id": body["reference_id"], "work_flow_id": body["work_flow_id"]},
+            meta={
+                "reference_id": body["reference_id"],
+                "work_flow_id": body["work_flow_id"],
+                # The job API does not answer the input: keep its image URLs for the processor.
+                "image_urls": {str(k): v for k, v in input_image_urls(body.get("data")).items()},
+            },
         )
 
     def _prepare(self, job: Any, position: int, callback_url: str | None) -> tuple[str, dict[str, Any]]:
@@ -170,7 +214,7 @@ class PlaymentProcessor(Processor):
         if not isinstance(job, Mapping):
             raise Permanent(f"{where}: must be a JSON object")
         body = dict(job)
-        project = body.pop("project_id", None) or self.source.options.get("project_id")
+        project = body.pop("project_id", None) or self.options.project_id
         if not isinstance(project, str) or not project.strip():
             raise Permanent(
                 f"{where}: project_id is missing (in the job or as LABELHOOK_<SOURCE>_PROJECT_ID)"
