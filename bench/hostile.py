@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from receiver.demo import signed_request
+from receiver.demo.sender import signed_request
 from tests.hostile.inputs import CVAT_SECRET, cvat_update_job, deep_json, gzip_bomb
 
 SECRET = "whsec_" + "dGVzdC1zZWNyZXQta2V5LTAxMjM0NTY3ODlhYmNkZWY="
@@ -415,8 +415,8 @@ def fetch_peaks() -> dict[str, Any]:
     return results
 
 
-def mask_child() -> None:
-    """Decode the 10000×10000 16-bit grey mask with the default pixel limit; print peak RSS (MiB)."""
+def mask_child(width: int, height: int) -> None:
+    """Decode a ``width``×``height`` 16-bit grey mask with the default pixel limit; print peak RSS."""
     import numpy as np
     from PIL import Image
 
@@ -425,21 +425,33 @@ def mask_child() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "grey16.png"
-        Image.fromarray(np.zeros((10_000, 10_000), dtype=np.uint16)).save(path)
-        (Path(tmp) / "result.json").write_text('{"legend": {"#ffffff": "thing"}}')
+        Image.fromarray(np.zeros((height, width), dtype=np.uint16)).save(path)
         size = path.stat().st_size
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        (Path(tmp) / "result.json").write_text('{"legend": {"#ffffff": "thing"}}')
         out = str(Path(tmp) / "out")
         code = decode_command(
             str(path), str(Path(tmp) / "result.json"), out, max_pixels=Settings().max_pixels
         )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rss_mb": peak, "before_decode_mb": base, "exit": code, "png_bytes": size}))
+    print(json.dumps({"rss_mb": peak, "exit": code, "png_bytes": size, "max_pixels": Settings().max_pixels}))
 
 
-def mask_peak() -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--mask"], capture_output=True, text=True, timeout=900)
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+def mask_peaks() -> dict[str, Any]:
+    """The issue's 10000×10000 mask, and the largest frame the default limit admits (same aspect)."""
+    from processors.config import Settings
+
+    limit = Settings().max_pixels
+    side = int(limit**0.5)
+    results = {}
+    for width, height in ((10_000, 10_000), (side, limit // side)):
+        done = subprocess.run(
+            [sys.executable, __file__, "--mask", str(width), str(height)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        results[f"{width}x{height}"] = json.loads(done.stdout.strip().splitlines()[-1])
+    return results
 
 
 def main() -> None:
@@ -447,7 +459,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer depths, 5 s under attack")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fetch", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--mask", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mask", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve_child()
@@ -456,7 +468,7 @@ def main() -> None:
         fetch_child(args.fetch[0], int(args.fetch[1]))
         return
     if args.mask:
-        mask_child()
+        mask_child(*args.mask)
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -487,7 +499,7 @@ def main() -> None:
         if crashes:
             print((Path(tmp) / "server.log").read_text()[-3000:])
     fetches = fetch_peaks()
-    mask = mask_peak()
+    masks = mask_peaks()
     worst_fetch = max(r["rss_mb"] for r in fetches.values())
     (stall_name, stall, _), *_ = hostile["worst"]
     stall_goal, p99_goal, rss_goal = GOALS["stall_ms"], GOALS["ack_p99_ms"], GOALS["rss_mb"]
@@ -505,8 +517,11 @@ def main() -> None:
         f" p50 {attack['p50_ms']:.1f} ms p99 {attack['p99_ms']:.1f} ms (goal <= {p99_goal:.0f} ms)",
         *(f"peak RSS, fetch {name}: {r['rss_mb']:.0f} MiB -> {r['outcome']}" for name, r in fetches.items()),
         f"peak RSS of the worst fetch: {worst_fetch:.0f} MiB (goal <= {rss_goal:.0f} MB)",
-        f"peak RSS of the worst mask (10000x10000 16-bit grey, {mask['png_bytes']} B, default pixel"
-        f" limit): {mask['rss_mb']:.0f} MiB, exit {mask['exit']} (goal <= {rss_goal:.0f} MB; item 7)",
+        *(
+            f"peak RSS, mask {dims} 16-bit grey ({m['png_bytes']} B), default limit {m['max_pixels']} px:"
+            f" {m['rss_mb']:.0f} MiB, exit {m['exit']} (goal <= {rss_goal:.0f} MB)"
+            for dims, m in masks.items()
+        ),
     ]
     print("\n".join(lines))
 
