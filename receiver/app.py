@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from processors.config import Settings
+from processors.fleet import Fleet
 from processors.metrics import CONTENT_TYPE, Metrics
 from processors.queue import Queue, QueueUnavailable
 from processors.store import Store, StoreError
@@ -56,6 +57,9 @@ def create_app(
     """
     if metrics is None:
         metrics = worker.metrics if worker is not None else Metrics(settings.sources)
+    # Worker books: the in-process worker's live, the others' as they publish them to the store.
+    fleet = Fleet(store, local=worker.stats if worker is not None else None)
+    metrics.fleet = fleet
     adapters: dict[str, VendorAdapter] = {
         name: ADAPTERS[source.vendor](source) for name, source in settings.sources.items()
     }
@@ -99,6 +103,7 @@ def create_app(
             depth: dict[str, int] | None = await queue.depth()
         except QueueUnavailable:
             depth = None
+        await fleet.refresh()
         return Response(metrics.render(depth), headers={"Content-Type": CONTENT_TYPE})
 
     async def openapi(request: Request) -> Response:
