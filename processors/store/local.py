@@ -111,4 +111,5 @@ class LocalStore(Store):
             raise StoreError(f"{self.root} is not writable")
 
     def describe(self) -> str:
-        return f"file://{self.root}"
+        # An absolute `file:///…` URL: `file://var/out` would parse with `var` as the host.
+        return self.root.absolute().as_uri()

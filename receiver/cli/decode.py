@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from processors.config import Settings
 
@@ -12,11 +14,21 @@ def decode(settings: Settings, args: argparse.Namespace) -> int:
     from processors.masks.segmentation import decode_command
     from receiver.cli.progress import Progress
 
-    if len(args.mask) == 1:
-        code: int = decode_command(args.mask[0], args.result, args.out, max_pixels=settings.max_pixels)
-        return code
-    with Progress(len(args.mask), "decoding") as bar:
-        code = decode_command(
-            args.mask, args.result, args.out, max_pixels=settings.max_pixels, on_frame=bar.advance
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"labelhook decode: --out {out} is not a directory", file=sys.stderr)
+        return 2
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        # A decode into a used folder would leave the old frames beside the new ones.
+        print(
+            f"labelhook decode: --out {out} is not empty; pass --force to replace an earlier decode there",
+            file=sys.stderr,
         )
+        return 2
+    options = {"max_pixels": settings.max_pixels, "replace": args.force, "strict": args.strict}
+    if len(args.mask) == 1:
+        code: int = decode_command(args.mask[0], args.result, args.out, **options)
+        return code
+    with Progress(len(args.mask), "decoding", unit="frame") as bar:
+        code = decode_command(args.mask, args.result, args.out, on_frame=bar.advance, **options)
     return code
