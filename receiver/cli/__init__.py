@@ -153,7 +153,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "run" and args.demo and not os.environ.get("LABELHOOK_SOURCES"):
             from receiver.demo.sender import load_demo_settings
 
-            settings = load_demo_settings(os.environ)  # adds the Playment sandbox source
+            environ = dict(os.environ)
+            if not environ.get("LABELHOOK_DASHBOARD_TOKEN"):
+                # The demo shows its dashboard: a token made for this run, printed once it is up
+                # (local mode listens on 127.0.0.1 only, like a notebook server's login token).
+                import secrets
+
+                args.demo_token = environ["LABELHOOK_DASHBOARD_TOKEN"] = secrets.token_urlsafe(18)
+            settings = load_demo_settings(environ)  # adds the Playment sandbox source
         else:
             settings = load_settings()
     except ConfigError as exc:

@@ -40,8 +40,8 @@ class Progress:
     def advance(self, item: str = "") -> None:
         self.done += 1
         if self._bar is not None:
-            # The item's name is a hint, cut short so that the bar keeps most of the width.
-            self._bar.set_postfix_str(item[:24], refresh=False)
+            # The item's name is a hint (a path's last part, cut short): the bar keeps most of the width.
+            self._bar.set_postfix_str(item.rsplit("/", 1)[-1][:16], refresh=False)
             self._bar.update(1)
         else:
             self.stream.write(f"{self.label}: {self.done}/{self.total} {item}\n")
