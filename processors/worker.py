@@ -207,7 +207,7 @@ class Worker:
             "attempt": lease.attempts,
         }
         stats, source = self.stats, delivery.source
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
 
         def took() -> float:
             return round((time.monotonic() - started) * 1000, 1)
@@ -215,6 +215,7 @@ class Worker:
         if not await self.queue.check_attempts(lease):
             stats.count(source, "dead")
             log.warning("dead letter", extra={**fields, "outcome": "dead", "duration_ms": took()})
+            await self._note_attempt(lease, started_at, "dead", "claimed too often without finishing")
             return
         heartbeat = asyncio.create_task(self._heartbeat(lease))
         stats.in_flight += 1
@@ -234,6 +235,7 @@ class Worker:
             failed = await self.queue.fail(lease, exc)
             stats.observe_processing(source, time.monotonic() - started)
             stats.count(source, "dead" if failed == "dead" else "retried")
+            await self._note_attempt(lease, started_at, failed, getattr(exc, "reason", repr(exc)))
             log.warning(
                 "processing failed",
                 extra={
@@ -254,9 +256,42 @@ class Worker:
                 stats.observe_latency(source, max(0.0, time.time() - delivery.received_at))
                 stats.stored(source, sum(int(f["size"]) for f in manifest.get("files", ())))
             log.info(outcome, extra={**fields, "outcome": outcome, "duration_ms": took()})
+            # Ends a history of failures, if there is one (after retries, or a replayed dead letter).
+            await self._note_attempt(lease, started_at, outcome, None, only_if_exists=True)
         finally:
             stats.in_flight -= 1
             heartbeat.cancel()
+
+    async def _note_attempt(
+        self,
+        lease: Lease,
+        started_at: float,
+        outcome: str,
+        reason: str | None,
+        *,
+        only_if_exists: bool = False,
+    ) -> None:
+        """Append this attempt to the delivery's history in the store (the dashboard's delivery page)."""
+        from processors.history import record_attempt
+
+        entry = {
+            "attempt": lease.attempts,
+            "started_at": started_at,
+            "finished_at": time.time(),
+            "outcome": outcome,
+            "reason": reason,
+            "worker": self.stats.worker,
+        }
+        try:
+            await asyncio.to_thread(
+                lambda: record_attempt(
+                    self.store, lease.delivery.id, lease.delivery.body, entry, only_if_exists=only_if_exists
+                )
+            )
+        except StoreError as exc:  # the history is for people; the work must go on without it
+            log.warning(
+                "attempt history not written", extra={"delivery_id": lease.delivery.id, "error": exc.reason}
+            )
 
     async def _batch(self, delivery: Delivery) -> None:
         """A callback naming a batch of jobs: record it; poll its jobs once (`processors.batches`)."""

@@ -92,7 +92,7 @@ def create_app(
 
     schema = openapi_schema(VERSION)
     token = settings.dashboard_token
-    dashboard = dashboard_routes(token, queue, store, list(settings.sources)) if token else []
+    dashboard = dashboard_routes(token, queue, store, list(settings.sources), fleet) if token else []
     # /metrics is open like most exporters unless a dashboard token is set; then it takes that token.
     metrics_auth = DashboardAuth(token) if token else None
 
