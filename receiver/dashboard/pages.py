@@ -72,7 +72,8 @@ def _status(status: str) -> str:
 
 def _delivery_link(delivery_id: str, text: str | None = None) -> str:
     href = f"/dashboard/deliveries/{quote(delivery_id, safe='')}"
-    return f"<a href='{escape(href)}'>{escape(text or delivery_id)}</a>"
+    label = escape(text) if text else f"<code class=id>{escape(delivery_id)}</code>"
+    return f"<a href='{escape(href)}'>{label}</a>"
 
 
 def _table(headers: list[str], rows: list[list[str]], empty: str = "nothing yet") -> str:
@@ -174,7 +175,7 @@ def _overview(
     )
     delivery_rows = [
         [
-            _delivery_link(d["id"], d["id"][-8:]),
+            _delivery_link(d["id"]),
             escape(d["source"]),
             _status(d["status"]),
             _job_link(d["source"], d["job"]),
@@ -188,7 +189,7 @@ def _overview(
     hidden = f"<input type=hidden name=csrf value='{escape(csrf)}'>"
     dead_rows = [
         [
-            _delivery_link(d["id"], d["id"][-8:]),
+            _delivery_link(d["id"]),
             escape(d["source"]),
             _delivery_link(d["id"], d["job"]),
             str(d["attempts"]),
@@ -213,8 +214,14 @@ def _overview(
             _when(j["updated_at"]),
             escape(j.get("output") or ""),
         ]
-        for j in jobs
+        for j in jobs[:PAGE_SIZE]
     ]
+    more_jobs = (
+        f"<p class=note>the {PAGE_SIZE} most recently updated of {len(jobs)} jobs; "
+        "<code>labelhook jobs</code> or <code>/api/jobs</code> lists them all</p>"
+        if len(jobs) > PAGE_SIZE
+        else ""
+    )
     return (
         _flash(view.get("replayed"))
         + refresh_html
@@ -234,6 +241,7 @@ def _overview(
         )
         + "</section><section id=jobs><h2>Jobs</h2>"
         + _table(["source", "job", "state", "vendor state", "updated (UTC)", "output"], job_rows)
+        + more_jobs
         + "</section><form method=post action='/dashboard/logout'>"
         + f"{hidden}<button class=link>log out</button></form>"
     )
@@ -443,7 +451,7 @@ def dashboard_routes(
                 "no such delivery", _not_found(f"No delivery {delivery_id!r} in the queue's log."), 404
             )
         body = _delivery_page(detail, auth.csrf_token(identity), request.query_params.get("replayed"))
-        return _page(f"delivery {delivery_id[-8:]}", body, refresh=None if detail["status"] == "dead" else 10)
+        return _page(f"delivery {delivery_id}", body, refresh=None if detail["status"] == "dead" else 10)
 
     async def job_page(request: Request) -> Response:
         auth.require(request)
