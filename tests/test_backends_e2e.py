@@ -165,8 +165,10 @@ def test_worker_metrics_reach_the_web_labelled_by_worker(backend: Backend) -> No
     web's /metrics within 15 s, labelled by worker, a duplicate counted as a duplicate (SQS)."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    token = {"Authorization": "Bearer e2e-dashboard-token-0123456789"}
+
     def scrape() -> dict[str, dict[str, float]]:
-        text = httpx.get(url + "/metrics", timeout=10).text
+        text = httpx.get(url + "/metrics", headers=token, timeout=10).text
         by_worker: dict[str, dict[str, float]] = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -175,9 +177,13 @@ def test_worker_metrics_reach_the_web_labelled_by_worker(backend: Backend) -> No
                     counts[sample.name] = counts.get(sample.name, 0.0) + sample.value
         return by_worker
 
-    web, url = start_web(backend)
+    port = free_port()
+    web_env = {**backend.env, "PORT": str(port), "HOST": "127.0.0.1"}
+    web_env["LABELHOOK_DASHBOARD_TOKEN"] = token["Authorization"].removeprefix("Bearer ")
+    web, url = labelhook("serve", env=web_env, cwd=backend.tmp), f"http://127.0.0.1:{port}"
     worker = labelhook("work", env=backend.env, cwd=backend.tmp)
     try:
+        wait_for(lambda: is_up(url), timeout=30, what="labelhook serve")
         for i in range(3):
             assert post(url, f"wm-{i}").status_code == 202
         body = callback_body("wm-dup")
@@ -197,6 +203,10 @@ def test_worker_metrics_reach_the_web_labelled_by_worker(backend: Backend) -> No
 
         counts = wait_for(settled, timeout=30, interval=0.5, what="worker counters on the web's /metrics")
         assert time.monotonic() - done_at <= 15
+        # The dashboard's workers list: the same worker, its heartbeat recent.
+        [seen] = httpx.get(url + "/api/workers", headers=token, timeout=10).json()
+        assert seen["worker"].endswith(label) and seen["totals"]["processed"] == 4
+        assert time.time() - seen["heartbeat_at"] < 60 and seen["stopped_at"] is None
     finally:
         stop(web, worker)
     assert counts["labelhook_delivery_latency_seconds_count"] == 4  # duplicates are not in the timings
