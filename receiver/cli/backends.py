@@ -19,7 +19,7 @@ class NoQueue(Exception):
 def open_backends(settings: Settings, *, existing: bool = False) -> tuple[Queue, Store]:
     """The configured queue and store; the queue keeps large SQS payloads in that store.
 
-    ``existing``: commands that read the queue (`dead`, `poll`) must not create an empty SQLite
+    ``existing``: commands that only read the queue (`dead`) must not create an empty SQLite
     database where none was (a `dead list` in the wrong directory would otherwise answer "none"
     from a queue it just made); they raise `NoQueue` naming where they looked. SQS never creates.
     """

@@ -96,7 +96,8 @@ def poll(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> int:
-        queue, store = open_backends(settings, existing=True)
+        # poll writes to the queue (the worker picks its finds up later): it may be the first to open it.
+        queue, store = open_backends(settings)
         book = JobBook(store)
         try:
             todo = [j for j in book.list(args.source) if j.open and not j.enqueued]
