@@ -92,6 +92,8 @@ def test_unknown_ids_and_sources_are_named_with_a_failing_status(tmp_path: Path)
     assert jobs.returncode == 1 and "no source named 'nope'" in jobs.stderr and "acme" in jobs.stderr
     poll = run_cli("poll", "nope", env=env, cwd=tmp_path)
     assert poll.returncode == 1 and "no source named 'nope'" in poll.stderr
+    limit = run_cli("dead", "list", "--limit", "-3", env=env, cwd=tmp_path)
+    assert limit.returncode == 2 and "'-3' is not a positive whole number" in limit.stderr
     neither = run_cli("dead", "replay", env=env, cwd=tmp_path)
     assert neither.returncode == 2 and "--all" in neither.stderr
 

@@ -33,6 +33,12 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labelhook",
@@ -70,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="list dead letters with their reasons", description="Dead letters, newest first."
     )
     dead_list.add_argument(
-        "--limit", type=int, default=100, help="show at most this many (default: %(default)s)"
+        "--limit", type=_positive, default=100, help="show at most this many (default: %(default)s)"
     )
     dead_list.add_argument("--json", action="store_true", help=json_help)
     replay = dead_sub.add_parser(
