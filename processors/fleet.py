@@ -3,9 +3,9 @@
 `labelhook serve` and `labelhook work` are separate processes (the Procfile), often on separate
 machines; the only things they share are the queue and the store. So every worker keeps its books
 in a `WorkerStats` and writes them as ``_workers/<worker id>.json`` every few seconds (and on stop).
-The web's `/metrics` and dashboard read those reports (`Fleet`), at most every ``REFRESH_SECONDS``,
-and export them labelled by worker: on SQLite + ``file://`` and on SQS + S3 alike, a counter change
-is visible from the web within ``PUBLISH_SECONDS + REFRESH_SECONDS`` (10 s).
+A task of the web app reads those reports (`Fleet`) every ``REFRESH_SECONDS``; `/metrics` and
+the dashboard export what it read last, labelled by worker: on SQLite + ``file://`` and on SQS + S3
+alike, a counter change is visible from the web within ``PUBLISH_SECONDS + REFRESH_SECONDS`` (10 s).
 
 Counters in a report only ever grow for the life of one worker process, so they are Prometheus
 counters as they are; a restarted worker has a new id (host + pid), which Prometheus sees as a new
@@ -198,18 +198,25 @@ class Fleet:
         self.clock = clock
         self._reports: list[WorkerStats] = []
         self._read_at = float("-inf")
-        self._lock = asyncio.Lock()
 
     async def refresh(self) -> None:
-        """Re-read the reports unless they were read less than ``REFRESH_SECONDS`` ago."""
-        async with self._lock:
-            if self.clock() - self._read_at < REFRESH_SECONDS:
-                return
-            try:
-                self._reports = await asyncio.to_thread(read_reports, self.store)
-            except StoreError as exc:
-                log.warning("worker reports unreadable", extra={"error": exc.reason})
-            self._read_at = self.clock()
+        """Re-read the reports (off the event loop, with a deadline: a slow store never stalls)."""
+        try:
+            self._reports = await asyncio.wait_for(
+                asyncio.to_thread(read_reports, self.store), REFRESH_SECONDS
+            )
+        except StoreError as exc:
+            log.warning("worker reports unreadable", extra={"error": exc.reason})
+        except TimeoutError:
+            log.warning("worker reports unreadable", extra={"error": f"no answer in {REFRESH_SECONDS} s"})
+        self._read_at = self.clock()
+
+    async def run(self) -> None:
+        """Refresh every ``REFRESH_SECONDS`` until cancelled (a task of the web app's lifespan), so
+        `/metrics` and the dashboard only ever read figures already in memory."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(REFRESH_SECONDS)
 
     def workers(self, *, max_age: float | None = None) -> list[WorkerStats]:
         """The local worker (live) and the others' latest reports, newest heartbeat first."""

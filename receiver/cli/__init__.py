@@ -3,6 +3,7 @@
 serve.py    run / serve / work: the long-running processes
 sources.py  sources             dead.py     dead list / replay
 jobs.py     submit / poll / jobs decode.py  decode (offline)
+prune.py    prune (retention now)
 backends.py the queue + store a command opens; output.py tables and JSON; progress.py the bar
 
 Each command group is imported only when it runs, so `labelhook sources` stays instant.
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jobs.add_argument("--source", default=None, help="only this source's jobs")
     jobs.add_argument("--json", action="store_true", help=json_help)
+    from receiver.cli import prune
+
+    prune.add_parser(sub)
     decode = sub.add_parser(
         "decode",
         help="decode vendor masks offline",
@@ -202,6 +206,10 @@ def _run(args: argparse.Namespace) -> int:
         from receiver.cli import decode
 
         return decode.decode(settings, args)
+    if args.command == "prune":
+        from receiver.cli import prune
+
+        return prune.prune(settings, args)
     if args.command in ("submit", "poll", "jobs"):
         from receiver.cli import jobs
 

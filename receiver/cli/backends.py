@@ -23,7 +23,7 @@ def open_backends(settings: Settings, *, existing: bool = False) -> tuple[Queue,
     database where none was (a `dead list` in the wrong directory would otherwise answer "none"
     from a queue it just made); they raise `NoQueue` naming where they looked. SQS never creates.
     """
-    from processors.queue import RetryPolicy, open_queue
+    from processors.queue import Retention, RetryPolicy, open_queue
     from processors.store import open_store
 
     if existing and settings.queue_url.startswith("sqlite:"):
@@ -36,7 +36,10 @@ def open_backends(settings: Settings, *, existing: bool = False) -> tuple[Queue,
                 "run this where `labelhook run` or `serve` runs, or set LABELHOOK_QUEUE"
             )
     policy = RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds)
+    retention = Retention(settings.body_retention_seconds, settings.row_retention_seconds)
     store = open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url)
     # The store also holds SQS payloads too large for a message: web and worker must share it.
-    queue = open_queue(settings.queue_url, policy, endpoint_url=settings.aws_endpoint_url, store=store)
+    queue = open_queue(
+        settings.queue_url, policy, endpoint_url=settings.aws_endpoint_url, store=store, retention=retention
+    )
     return queue, store

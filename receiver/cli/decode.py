@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from processors.config import Settings
 
 
 def decode(settings: Settings, args: argparse.Namespace) -> int:
-    """Decode one mask, or several as a video's frames 0, 1, … with a progress bar."""
+    """Decode one mask, or several as a video's frames 0, 1, … (on the mask threads, under the mask
+    memory budget, as the worker does) with a progress bar."""
+    from processors.masks.memory import MemoryBudget
     from processors.masks.segmentation import decode_command
     from receiver.cli.progress import Progress
 
@@ -25,7 +28,13 @@ def decode(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    options = {"max_pixels": settings.max_pixels, "replace": args.force, "strict": args.strict}
+    options: dict[str, Any] = {
+        "max_pixels": settings.max_pixels,
+        "threads": settings.mask_threads,
+        "budget": MemoryBudget.shared(settings.mask_memory_bytes),
+        "replace": args.force,
+        "strict": args.strict,
+    }
     if len(args.mask) == 1:
         code: int = decode_command(args.mask[0], args.result, args.out, **options)
         return code

@@ -104,7 +104,6 @@ class DashboardData:
         """Every worker heard from in the last day: its heartbeat and totals, newest first."""
         if self.fleet is None:
             return []
-        await self.fleet.refresh()
         return [
             {
                 "worker": w.worker,

@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from processors.errors import Permanent, Retryable
+from processors.masks.memory import MemoryBudget
 from processors.masks.segmentation import process_segmentation
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.playment.api import DEFAULT_API_URL, PlaymentAPI
@@ -110,6 +111,8 @@ class PlaymentProcessor(Processor):
             self._mask_frames(plan.frames, out),
             lambda key, data: out.write(key, data, _content_type(key)),
             max_pixels=self.settings.max_pixels,
+            threads=self.settings.mask_threads,
+            budget=MemoryBudget.shared(self.settings.mask_memory_bytes),
         )
         extra["segmentation"] = summary.as_json()
         return extra

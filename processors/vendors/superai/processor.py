@@ -148,6 +148,7 @@ class SuperAIProcessor(Processor):
                     ) from exc
 
     def _decode(self, segmentation: list[dict[str, Any]], refs: Mapping[str, _Ref], out: JobWriter) -> Any:
+        from processors.masks.memory import MemoryBudget
         from processors.masks.segmentation import process_segmentation
 
         legend: dict[str, Any] = {}
@@ -182,6 +183,8 @@ class SuperAIProcessor(Processor):
                 key, data, "image/png" if key.endswith(".png") else "application/json"
             ),
             max_pixels=self.settings.max_pixels,
+            threads=self.settings.mask_threads,
+            budget=MemoryBudget.shared(self.settings.mask_memory_bytes),
         )
         return summary.as_json()
 
