@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from processors.masks.memory import max_pixels_for
+from processors.source_images import check_fetch_images_option
 from processors.vendors import KNOWN_VENDORS
 
 DEMO_SOURCE = "demo"
@@ -184,7 +185,7 @@ def _load_source(environ: Mapping[str, str], name: str) -> SourceConfig:
         options=options,
     )
     # The adapter checks what only it understands (secret format, required options).
-    problem = KNOWN_VENDORS[vendor].check(source)
+    problem = check_fetch_images_option(options) or KNOWN_VENDORS[vendor].check(source)
     if problem:
         raise ConfigError(f"{prefix}{problem}")
     return source

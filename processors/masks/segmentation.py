@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.errors import Permanent
+from processors.masks.coco_fields import coco_attributes, coco_categories, coco_info
 from processors.masks.decode import (
     MAX_UNKNOWN_COLOURS,
     FrameFacts,
@@ -29,6 +30,7 @@ from processors.masks.decode import (
 )
 from processors.masks.frame_pool import ordered_map
 from processors.masks.memory import MemoryBudget, frame_cost
+from processors.source_images import SourceImage, image_warnings
 
 Writer = Callable[[str, bytes], None]
 
@@ -77,6 +79,7 @@ def process_segmentation(
     max_pixels: int,
     threads: int = 1,
     budget: MemoryBudget | None = None,
+    images: Mapping[int, SourceImage] | None = None,
 ) -> SegmentationSummary:
     """Decode every frame and write the job's mask outputs through ``write(key, data)``.
 
@@ -84,8 +87,9 @@ def process_segmentation(
     then ``labelmap.json`` and ``annotations.json``. Up to ``threads`` frames are decoded at once
     (and read ahead from ``frames``), each holding its cost from ``budget`` while decoded; output
     bytes depend only on the inputs, so they are the same for any ``threads`` and on every re-run.
-    Raises Permanent on a malformed result object, an undecodable or oversized frame, or a repeated
-    frame index.
+    ``images`` are the frames' source images (`processors.source_images`), named in
+    ``images[].file_name``. Raises Permanent on a malformed result object, an undecodable or
+    oversized frame, or a repeated frame index.
     """
     labelmap = build_labelmap(*_legend_and_instances(result))
 
@@ -111,7 +115,7 @@ def process_segmentation(
         # its memory went back to the budget (another frame may be using it already).
         raise FrameError(frame_index, reason)
 
-    return _write_encoded(labelmap, ordered_map(encode, checked(), threads=threads), write)
+    return _write_encoded(labelmap, ordered_map(encode, checked(), threads=threads), write, images=images)
 
 
 def encode_frame(frame_index: int, masks: FrameMasks, labelmap: Labelmap) -> EncodedFrame:
@@ -130,7 +134,11 @@ def _check_frame_index(frame_index: Any) -> None:
 
 
 def write_frame_masks(
-    labelmap: Labelmap, frames: Iterable[tuple[int, FrameMasks]], write: Writer
+    labelmap: Labelmap,
+    frames: Iterable[tuple[int, FrameMasks]],
+    write: Writer,
+    *,
+    images: Mapping[int, SourceImage] | None = None,
 ) -> SegmentationSummary:
     """Write the same outputs as `process_segmentation` for frames already turned into label maps.
 
@@ -143,11 +151,17 @@ def write_frame_masks(
             _check_frame_index(frame_index)
             yield encode_frame(frame_index, masks, labelmap)
 
-    return _write_encoded(labelmap, encoded(), write)
+    return _write_encoded(labelmap, encoded(), write, images=images)
 
 
-def _write_encoded(labelmap: Labelmap, frames: Iterable[EncodedFrame], write: Writer) -> SegmentationSummary:
-    job = _JobAnnotations(labelmap)
+def _write_encoded(
+    labelmap: Labelmap,
+    frames: Iterable[EncodedFrame],
+    write: Writer,
+    *,
+    images: Mapping[int, SourceImage] | None = None,
+) -> SegmentationSummary:
+    job = _JobAnnotations(labelmap, images or {})
     for frame in frames:
         if frame.index in job.frame_indices:
             raise Permanent(f"frame {frame.index} appears twice")
@@ -176,8 +190,10 @@ def _legend_and_instances(result: Any) -> tuple[Mapping[str, Any], list[Mapping[
 class _JobAnnotations:
     """COCO records and warnings accumulated frame by frame (no pixel data kept)."""
 
-    def __init__(self, labelmap: Labelmap) -> None:
+    def __init__(self, labelmap: Labelmap, images: Mapping[int, SourceImage]) -> None:
         self.labelmap = labelmap
+        self.source_images = images
+        self.mask_sizes: dict[int, tuple[int, int]] = {}
         self.frame_indices: set[int] = set()
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
@@ -188,10 +204,13 @@ class _JobAnnotations:
     def add(self, frame_index: int, masks: FrameFacts) -> None:
         self.frame_indices.add(frame_index)
         image_id = len(self.images) + 1
+        self.mask_sizes[frame_index] = (masks.width, masks.height)
+        source = self.source_images.get(frame_index)
         self.images.append(
             {
                 "id": image_id,
-                "file_name": f"masks/{frame_index}/semantic.png",
+                # The photo the vendor labelled (COCO pairs annotations with pixels through this).
+                "file_name": source.file_name if source else f"images/{frame_index}",
                 "width": masks.width,
                 "height": masks.height,
                 "frame_index": frame_index,
@@ -212,7 +231,7 @@ class _JobAnnotations:
                     "color": segment.color,
                     "instance_id": segment.instance_id,
                     "instance_number": segment.number,
-                    "attributes": segment.attributes,
+                    "attributes": coco_attributes(segment.attributes),
                 }
             )
             self.seen_segments.add(segment.number)
@@ -233,13 +252,15 @@ class _JobAnnotations:
             "empty_instances": [
                 s.color for s in self.labelmap.segments if s.number not in self.seen_segments
             ],
+            **image_warnings(self.source_images, self.mask_sizes),
         }
 
     def coco(self) -> dict[str, Any]:
-        categories = [entry.as_json() for entry in self.labelmap.classes[1:]]
         return {
+            "info": coco_info("one labelhook output set"),
+            "licenses": [],
             "images": self.images,
-            "categories": categories,
+            "categories": coco_categories(self.labelmap.classes[1:]),
             "annotations": self.annotations,
             "warnings": self.warnings(),
         }

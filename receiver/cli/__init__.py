@@ -3,6 +3,7 @@
 serve.py    run / serve / work: the long-running processes
 sources.py  sources             dead.py     dead list / replay
 jobs.py     submit / poll / jobs decode.py  decode (offline)
+export.py   export (one dataset from every finished job)
 prune.py    prune (retention now)
 backends.py the queue + store a command opens; output.py tables and JSON; progress.py the bar
 
@@ -127,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument(
         "--strict", action="store_true", help="exit 1 when the decode had warnings (e.g. unknown colours)"
     )
+    from receiver.cli import export
+
+    export.add_parser(sub)
     return parser
 
 
@@ -206,6 +210,10 @@ def _run(args: argparse.Namespace) -> int:
         from receiver.cli import decode
 
         return decode.decode(settings, args)
+    if args.command == "export":
+        from receiver.cli import export
+
+        return export.export(settings, args)
     if args.command == "prune":
         from receiver.cli import prune
 

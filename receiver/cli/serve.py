@@ -82,7 +82,7 @@ def serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, de
         background.append(lambda: send_samples(url, source))
         sandbox = settings.source(PLAYMENT_SOURCE)
         if sandbox is not None and sandbox.options.get("sandbox") == "1":
-            background.append(lambda: send_playment_samples(url, sandbox))
+            background.append(lambda: send_playment_samples(url, sandbox, store=store))
     if with_worker:
         from receiver.cli.banner import announce
 
