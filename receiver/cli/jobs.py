@@ -22,12 +22,12 @@ def _check_source(settings: Settings, name: str) -> None:
 
 
 def _processor(settings: Settings, name: str) -> Any:
-    from processors.vendors import KNOWN_VENDORS
+    from processors.vendors import VENDORS
 
     _check_source(settings, name)
     source = settings.source(name)
     assert source is not None
-    return KNOWN_VENDORS[source.vendor].processor_class()(source, settings)
+    return VENDORS[source.vendor].processor_class()(source, settings)
 
 
 def submit(settings: Settings, args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from processors.config import DEMO_SOURCE, Settings
+from processors.vendors.playment.options import PlaymentOptions
 from receiver.cli.backends import open_backends
 
 log = logging.getLogger("labelhook")
@@ -81,7 +82,7 @@ def serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, de
             return 2
         background.append(lambda: send_samples(url, source))
         sandbox = settings.source(PLAYMENT_SOURCE)
-        if sandbox is not None and sandbox.options.get("sandbox") == "1":
+        if sandbox is not None and PlaymentOptions.of(sandbox).sandbox:
             background.append(lambda: send_playment_samples(url, sandbox, store=store))
     if with_worker:
         from receiver.cli.banner import announce
