@@ -240,3 +240,10 @@ def test_a_relative_store_is_described_as_an_absolute_file_url(tmp_path: Path) -
     os_cwd = Path.cwd()
     url = LocalStore("var/out").describe()
     assert url == (os_cwd / "var/out").as_uri() and url.startswith("file:///")
+
+
+def test_a_missing_sqs_queue_is_named(tmp_path: Path, aws_env: dict[str, str]) -> None:
+    env = cli_env(tmp_path, LABELHOOK_QUEUE="sqs://no-such-queue-22", **aws_env)
+    done = run_cli("dead", "list", env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "queue unavailable (sqs://no-such-queue-22)" in done.stderr and "Traceback" not in done.stderr

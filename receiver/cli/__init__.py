@@ -158,7 +158,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"labelhook: {exc}", file=sys.stderr)
         return 1
     except QueueUnavailable as exc:
-        print(f"labelhook: queue unavailable: {exc}", file=sys.stderr)
+        # Name the queue: "NonExistentQueue" alone does not say which one was looked for.
+        where = os.environ.get("LABELHOOK_QUEUE") or "the default sqlite:///./var/queue.db"
+        print(f"labelhook: queue unavailable ({where}): {exc}", file=sys.stderr)
         return 1
 
 
