@@ -42,6 +42,18 @@ def _check_techforge(source: SourceConfig) -> str | None:
     return check_source(source)
 
 
+def _check_labelstudio(source: SourceConfig) -> str | None:
+    from processors.vendors.labelstudio.options import check_source
+
+    return check_source(source)
+
+
+def _labelstudio() -> type[Processor]:
+    from processors.vendors.labelstudio.processor import LabelStudioProcessor
+
+    return LabelStudioProcessor
+
+
 def _cvat() -> type[Processor]:
     from processors.vendors.cvat.processor import CvatProcessor
 
@@ -110,6 +122,13 @@ KNOWN_VENDORS: dict[str, VendorInfo] = {
         load_processor=_superai,
         needs_secret=False,
         check=_check_superai,
+    ),
+    "labelstudio": VendorInfo(
+        verification="token in the webhook URL (?token=) or a custom header (constant-time); "
+        "annotations fetched from the API",
+        load_processor=_labelstudio,
+        needs_secret=False,
+        check=_check_labelstudio,
     ),
     "techforge": VendorInfo(
         verification="none: TechForge has no callbacks (hooks answer 404); jobs are polled with the API key",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter
 from receiver.vendors.cvat import CvatAdapter
+from receiver.vendors.labelstudio import LabelStudioAdapter
 from receiver.vendors.playment import PlaymentAdapter
 from receiver.vendors.standard import StandardAdapter
 from receiver.vendors.superai import SuperAIAdapter
@@ -15,6 +16,7 @@ ADAPTERS: dict[str, type[VendorAdapter]] = {
     "techforge": TechForgeAdapter,
     "superai": SuperAIAdapter,
     "playment": PlaymentAdapter,
+    "labelstudio": LabelStudioAdapter,
 }
 
 __all__ = ["ADAPTERS", "Callback", "IncomingRequest", "VendorAdapter"]
