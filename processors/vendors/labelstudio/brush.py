@@ -98,7 +98,8 @@ def decode_alpha(data: bytes, width: int, height: int) -> npt.NDArray[np.uint8]:
                 f"brush RLE declares {declared} values; a {width}x{height} RGBA canvas has {expected}"
             )
     alpha = decode_values(data, max_values=expected, stride=4, offset=3).reshape(height, width)
-    return np.minimum(alpha, 255).astype(np.uint8, copy=False)
+    clipped: npt.NDArray[np.uint8] = np.minimum(alpha, 255).astype(np.uint8, copy=False)
+    return clipped
 
 
 def rle_bytes(value: object) -> bytes:
@@ -106,7 +107,7 @@ def rle_bytes(value: object) -> bytes:
     if not isinstance(value, Sequence) or isinstance(value, str | bytes):
         raise BrushError("brush 'rle' is not a list of byte values")
     try:
-        return bytes(value)  # type: ignore[arg-type]
+        return bytes(value)
     except (TypeError, ValueError):
         raise BrushError("brush 'rle' holds something other than integers 0-255") from None
 
