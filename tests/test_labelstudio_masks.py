@@ -69,7 +69,7 @@ def test_sdk_test_vector_decodes_to_its_published_values() -> None:
 @pytest.mark.parametrize("name", ["thing_rle_pack_3bit_default_sizes", "thing_rle_pack_3bit_custom_sizes"])
 def test_word_size_and_run_sizes_come_from_the_header(name: str) -> None:
     expected = np.zeros(1024, dtype=np.uint32)
-    written = [1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 5, 4, 4, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1]  # fmt: skip
+    written = [1] * 5 + [2] * 4 + [3] * 3 + [4, 4, 5, 4, 4] + [3] * 3 + [2] * 4 + [1] * 5
     expected[512 : 512 + len(written)] = written
     decoded = decode_values(bytes(VECTORS[name]["rle"]), max_values=1024)
     assert (decoded == expected).all()
