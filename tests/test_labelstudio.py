@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -474,3 +475,35 @@ def test_a_bulk_event_writes_one_output_set_per_task(
         assert manifest["job"] == task_id and {f["path"] for f in manifest["files"]} >= {
             "masks/0/instances.png", "annotations.json", "labelmap.json", "result.json", "callback.json",
         }  # fmt: skip
+
+
+def test_an_old_brush_result_without_sizes_reads_the_size_from_the_image_header(
+    make_settings: Any, fake: tuple[FakeLabelStudio, LiveServer], tmp_path: Path
+) -> None:
+    ls, api = fake
+    result = load("brush_rle_sample_multiliteral.json.gz")["result"]  # the editor example: no sizes
+    assert "original_width" not in result and result["source"] == "$image"
+    annotation = {**magicwand_annotation(), "id": 555, "task": 555, "project": 4, "result": [result]}
+    ls.annotations["555"] = [annotation]
+    ls.tasks["555"] = {"id": 555, "data": {"image": "/data/upload/4/planet.png"}, "project": 4}
+    ls.projects["4"] = project(4, "label_config_image_segmentation.frontend.xml")
+    image = io.BytesIO()
+    Image.new("RGB", (2242, 2802)).save(image, "PNG")
+    ls.files["/data/upload/4/planet.png"] = image.getvalue()
+    body = webhook(annotation, None, 4)
+    assert len(body) > 4 * 1024 * 1024  # Label Studio posts the whole annotation: ~3.9 MB of RLE here
+    with service(make_settings, api.url, ls.legacy_token) as live:
+        assert post(live.url, body).status_code == 413  # over the default cap: lost (no retries)
+    cap = {"LABELHOOK_MAX_BODY_BYTES": str(32 * 1024 * 1024)}
+    with service(make_settings, api.url, ls.legacy_token, **cap) as live:
+        assert post(live.url, body).status_code == 202
+        job = tmp_path / "out" / "labelstudio" / "4" / "555"
+        manifest = manifest_of(job)
+    assert manifest["labelstudio"]["sizes_read_from_images"] == {"img": "/data/upload/4/planet.png"}
+    instances = png(job / "masks" / "0" / "instances.png")
+    expected = json.loads((DATA / "brush_rle_expected.json").read_text())["vectors"][-1]["expected"]
+    ys, xs = np.nonzero(instances)
+    assert instances.shape == (2802, 2242) and len(ys) == expected["alpha_nonzero_pixels"]
+    assert [xs.min(), ys.min(), xs.max(), ys.max()] == expected["bbox_xyxy_inclusive"]
+    downloads = ls.requests_to("/data/")
+    assert len(downloads) == 1 and downloads[0][2]["authorization"] == f"Token {ls.legacy_token}"

@@ -3,7 +3,8 @@
 Auth as Label Studio does it: ``Authorization: Token <legacy key>``, or ``Bearer <access>`` where the
 access token (a JWT with ``exp``) came from ``POST /api/token/refresh/`` with ``{"refresh": <personal
 access token>}``; anything else answers 401 ``{"detail": …}``. Routes: ``GET /api/tasks/{id}/``,
-``GET /api/tasks/{id}/annotations/`` (a list), ``GET /api/projects/{id}/``. Unknown ids answer 404
+``GET /api/tasks/{id}/annotations/`` (a list), ``GET /api/projects/{id}/``, and uploaded files under
+``/data/upload/…`` (which Label Studio serves to authenticated users only). Unknown ids answer 404
 ``{"detail": "Not found."}``. Faults (status + headers) are queued per path. Tasks, annotations and
 projects are stored as given: tests load them verbatim from tests/conformance/labelstudio/.
 """
@@ -43,6 +44,7 @@ class FakeLabelStudio:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     annotations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     projects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # "/data/upload/…" → bytes (auth required)
     faults: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     issued: dict[str, float] = field(default_factory=dict)  # access token → expiry
@@ -115,8 +117,15 @@ def build_app(fake: FakeLabelStudio) -> Starlette:
         found = fake.projects.get(request.path_params["id"])
         return JSONResponse(found) if found is not None else _not_found()
 
+    async def data(request: Request) -> Response:
+        if (denied := check(request)) is not None:
+            return denied
+        found = fake.files.get(request.url.path)
+        return Response(found, media_type="image/png") if found is not None else _not_found()
+
     return Starlette(
         routes=[
+            Route("/data/{path:path}", data, methods=["GET"]),
             Route("/api/token/refresh/", refresh, methods=["POST"]),
             Route("/api/tasks/{id}/", task, methods=["GET"]),
             Route("/api/tasks/{id}/annotations/", task_annotations, methods=["GET"]),

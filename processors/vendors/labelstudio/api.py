@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import httpx
+
 from processors.errors import Permanent
 from processors.fetch import HTTPStatusPermanent, HTTPStatusRetryable
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Cap for JSON answers (a task's annotations with brush RLE can be a few MB per region).
 MAX_JSON_BYTES = 256 * 1024 * 1024
+#: Bytes of an image read at most to find its size in the header (JPEG EXIF can come first).
+MAX_HEADER_BYTES = 16 * 1024 * 1024
 #: Refresh an access token this long before it expires (clock skew, slow requests).
 EXPIRY_MARGIN_SECONDS = 60.0
 
@@ -103,6 +107,40 @@ class LabelStudioClient:
             self.get_json(f"projects/{quote(project_id, safe='')}/", what=f"project {project_id}"), "project"
         )
 
+    def image_size(self, url: str) -> tuple[int, int]:
+        """``(width, height)`` of a task's image, read from the first bytes of its file.
+
+        ``url`` is the task's data value: an absolute URL, or a path on the Label Studio server
+        (``/data/upload/…``, resolved against API_URL). Credentials go only to the API origin.
+        """
+        import io
+        import warnings
+
+        from PIL import Image, UnidentifiedImageError
+
+        target = httpx.URL(self._base + "/").join(url)
+        headers = {}
+        if (target.scheme, target.host, target.port) == _origin(httpx.URL(self._base)):
+            headers["Authorization"] = self._authorization()
+        buffer = bytearray()
+        next_try = 0
+        with self._fetcher.open_stream(str(target), headers=headers) as stream:
+            for chunk in stream:
+                buffer += chunk
+                if len(buffer) < next_try:
+                    continue
+                next_try = 2 * len(buffer)  # parse attempts double the data: linear overall
+                try:
+                    with warnings.catch_warnings():
+                        # The pixel limit is labelhook's own (checked by the caller), not Pillow's.
+                        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                        with Image.open(io.BytesIO(bytes(buffer))) as image:
+                            return image.size
+                except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError):
+                    if len(buffer) > MAX_HEADER_BYTES:
+                        break
+        raise Permanent(f"Label Studio image {stream.url}: no image size in its first {len(buffer)} bytes")
+
     # -- plumbing --------------------------------------------------------------------------------
 
     def get_json(self, path: str, *, what: str) -> Any:
@@ -164,6 +202,10 @@ class LabelStudioClient:
         expiry = jwt_expiry(access)
         # Without an exp claim, reuse it for five minutes; a 401 refreshes it earlier.
         return access, expiry if expiry is not None else now + 300.0
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

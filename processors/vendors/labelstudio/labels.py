@@ -82,3 +82,19 @@ def _colour(background: str | None) -> str | None:
     except ValueError:
         return None
     return "#{:02x}{:02x}{:02x}".format(*rgb[:3])
+
+
+def image_fields(label_config: str | None) -> dict[str, str]:
+    """``<Image name="img" value="$image"/>`` → ``{"img": "image"}``: which task data field each image is."""
+    if not label_config or len(label_config) > MAX_CONFIG_CHARS:
+        return {}
+    try:
+        root = ElementTree.fromstring(label_config)
+    except ElementTree.ParseError:
+        return {}
+    fields: dict[str, str] = {}
+    for tag in root.iter():
+        name, value = tag.get("name"), tag.get("value") or ""
+        if tag.tag.lower() == "image" and name and value.startswith("$"):
+            fields.setdefault(name, value[1:])
+    return fields

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from processors.delivery import path_segment
 from processors.errors import Permanent
+from processors.fetch import redact_url
 from processors.masks.decode import FrameMasks, measure_instances
 from processors.masks.labelmap import Labelmap, Segment
 from processors.masks.segmentation import write_frame_masks
 from processors.vendors.base import Processor
 from processors.vendors.labelstudio.api import LabelStudioClient
-from processors.vendors.labelstudio.labels import build_classes, config_labels
+from processors.vendors.labelstudio.labels import build_classes, config_labels, image_fields
 from processors.vendors.labelstudio.options import LabelStudioOptions
 from processors.vendors.labelstudio.regions import ParsedResult, parse_result, render
 
@@ -66,8 +67,24 @@ class LabelStudioProcessor(Processor):
             )
         project_id = str(chosen.get("project") or project_hint)
         project = client.project(project_id)
-        parsed = parse_result(chosen.get("result"))
-        configured, problems = config_labels(_str(project.get("label_config")))
+        label_config = _str(project.get("label_config"))
+        sized: dict[str, str] = {}
+
+        def image_size(image: str, source: str | None) -> tuple[int, int]:
+            """An old result without sizes: read the image's header (its URL is in the task's data)."""
+            field = (source or "").removeprefix("$") or image_fields(label_config).get(image)
+            data = client.task(task_id).get("data")
+            url = data.get(field) if isinstance(data, dict) and field else None
+            if not isinstance(url, str) or not url:
+                raise Permanent(
+                    f"Label Studio image {image!r}: no result names its size and the task's data has no "
+                    f"URL for it (field {field!r})"
+                )
+            sized[image] = url.split("?", 1)[0] if url.startswith("/") else redact_url(url)
+            return client.image_size(url)
+
+        parsed = parse_result(chosen.get("result"), image_size)
+        configured, problems = config_labels(label_config)
         labelmap = build_labelmap(configured, parsed)
         frames = sorted(parsed.sizes)
         for image in frames:
@@ -102,6 +119,7 @@ class LabelStudioProcessor(Processor):
                 "skipped": parsed.skipped,
                 "unlabelled_regions": parsed.unlabelled,
                 "label_config_problems": problems,
+                "sizes_read_from_images": sized,
             },
             "segmentation": summary.as_json(),
         }

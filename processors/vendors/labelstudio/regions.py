@@ -14,7 +14,7 @@ Paint order is the order of the result list: a later region covers an earlier on
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,8 +65,16 @@ class ParsedResult:
     unlabelled: int = 0
 
 
-def parse_result(result: Any) -> ParsedResult:
-    """Group an annotation's results into regions; `Permanent` naming the first malformed one."""
+#: Looks up the size of an image no result names: ``(to_name, source)`` → ``(width, height)``.
+SizeLookup = Callable[[str, "str | None"], tuple[int, int]]
+
+
+def parse_result(result: Any, image_size: SizeLookup | None = None) -> ParsedResult:
+    """Group an annotation's results into regions; `Permanent` naming the first malformed one.
+
+    Old editors wrote results without ``original_width`` / ``original_height``; for an image that no
+    result sizes, ``image_size`` is asked (the processor reads the image's header), else `Permanent`.
+    """
     if not isinstance(result, list):
         raise Permanent("Label Studio annotation 'result' is not a list")
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -86,7 +94,7 @@ def parse_result(result: Any) -> ParsedResult:
         groups[key].append(item)
         _note_size(parsed, item)
     for key in order:
-        region = _region(groups[key], parsed)
+        region = _region(groups[key], parsed, image_size)
         if region is not None:
             parsed.regions.append(region)
     if len(parsed.regions) > MAX_REGIONS:
@@ -140,7 +148,9 @@ def render(
     return instances
 
 
-def _region(items: list[Mapping[str, Any]], parsed: ParsedResult) -> Region | None:
+def _region(
+    items: list[Mapping[str, Any]], parsed: ParsedResult, image_size: SizeLookup | None
+) -> Region | None:
     shaped = next((i for i in items if str(i.get("type")).lower() in GEOMETRY), None)
     first = items[0]
     if shaped is None:  # a bare `labels` result (text span, or geometry in a kind we skip)
@@ -167,7 +177,10 @@ def _region(items: list[Mapping[str, Any]], parsed: ParsedResult) -> Region | No
     image = str(shaped.get("to_name") or "")
     size = parsed.sizes.get(image)
     if size is None:
-        raise Permanent(f"{where}: no result for image {image!r} names original_width/original_height")
+        if image_size is None:
+            raise Permanent(f"{where}: no result for image {image!r} names original_width/original_height")
+        source = shaped.get("source")
+        size = parsed.sizes[image] = image_size(image, source if isinstance(source, str) else None)
     attributes: dict[str, Any] = {"labels": labels, "type": str(shaped.get("type"))}
     for extra in ("score", "origin", "meta", "readonly"):
         if shaped.get(extra) is not None:
