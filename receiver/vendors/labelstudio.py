@@ -76,22 +76,23 @@ class LabelStudioAdapter(VendorAdapter):
                 kind="state",
                 meta={**meta, "job_state": "open"},
             )
-        if len(tasks) == 1:
-            task_id, annotation_id, updated, _ = live[0] if len(live) == 1 else (tasks[0], "", "", False)
-            key = (
-                f"{self.source.name}:annotation:{annotation_id}:{updated}"
-                if len(live) == 1
-                else f"{self.source.name}:annotations:{_digest(live)}"
-            )
+        live_tasks = sorted({task for task, _, _, _ in live}, key=_natural)
+        if len(live) == 1:
+            # The common case: one annotation saved. Its id and update time are the version.
+            task_id, annotation_id, updated, _ = live[0]
+            key = f"{self.source.name}:annotation:{annotation_id}:{updated}"
             return Callback(dedupe_key=key, job_id=task_id, project=project, state=action, meta=meta)
-        # A bulk event across tasks: one delivery that the worker fans out, one output set per task.
         digest = _digest(live)
+        key = f"{self.source.name}:annotations:{digest}"
+        if len(live_tasks) == 1:
+            return Callback(dedupe_key=key, job_id=live_tasks[0], project=project, state=action, meta=meta)
+        # A bulk event across tasks: one delivery that the worker fans out, one output set per task.
         return Callback(
-            dedupe_key=f"{self.source.name}:annotations:{digest}",
+            dedupe_key=key,
             job_id=f"bulk-{digest}",
             project=project,
             state=action,
-            meta={**meta, "tasks": sorted({t for t, _, _, _ in live}, key=_natural)},
+            meta={**meta, "tasks": live_tasks},
         )
 
     def _check_token(self, request: IncomingRequest) -> None:
