@@ -186,7 +186,7 @@ def test_malformed_annotations_are_400(annotation: Any) -> None:
         ({"LABELHOOK_LS_SECRET": ""}, "SECRET is required"),
         ({"LABELHOOK_LS_API_URL": ""}, "API_URL is required"),
         ({"LABELHOOK_LS_AUTH": "basic"}, "AUTH must be one of"),
-        ({"LABELHOOK_LS_BRUSH_ALPHA_THRESHOLD": "255"}, "BRUSH_ALPHA_THRESHOLD"),
+        ({"LABELHOOK_LS_BRUSH_MIN_ALPHA": "256"}, "BRUSH_MIN_ALPHA"),
         ({"LABELHOOK_LS_TOKEN_HEADER": "x token"}, "TOKEN_HEADER"),
     ],
 )

@@ -107,6 +107,16 @@ def test_real_editor_brush_with_anti_aliased_alpha() -> None:
     assert (alpha == reference_decode(brush["value"]["rle"])[3::4].reshape(alpha.shape)).all()
 
 
+def test_min_alpha_drops_the_anti_aliased_edge() -> None:
+    [brush, labels] = load("brush_rle_sample_image_tools.json")["result"]
+    parsed = parse_result([brush, labels])
+    [region] = parsed.regions
+    alpha = decode_alpha(bytes(brush["value"]["rle"]), brush["original_width"], brush["original_height"])
+    assert draw(region).sum() == (alpha > 0).sum() == 59413
+    half = draw(region, min_alpha=128)
+    assert half.sum() == (alpha >= 128).sum() and 0 < half.sum() < 59413
+
+
 def test_real_editor_rle_with_thousands_of_multi_value_literal_chunks() -> None:
     result = load("brush_rle_sample_multiliteral.json.gz")["result"]
     expected = VECTORS["frontend_image_segmentation_multiliteral"]

@@ -21,13 +21,13 @@ class LabelStudioOptions:
 
     ``auth``: ``auto`` (a JWT-shaped API_KEY is a personal access token, else a legacy token),
     ``token`` or ``jwt``. ``token_header``: the custom webhook header that carries the shared secret
-    (besides ``?token=`` in the URL). ``brush_alpha_threshold``: a brush pixel is foreground when its
-    alpha is above this (0 = any paint, as Label Studio's COCO export; anti-aliased edges have low alpha).
+    (besides ``?token=`` in the URL). ``brush_min_alpha``: a brush pixel is foreground when its alpha
+    is at least this (1 = any paint, as Label Studio's COCO export; anti-aliased edges have low alpha).
     """
 
     auth: str = "auto"
     token_header: str = DEFAULT_TOKEN_HEADER
-    brush_alpha_threshold: int = 0
+    brush_min_alpha: int = 1
 
     @classmethod
     def from_source(cls, source: SourceConfig) -> LabelStudioOptions:
@@ -39,14 +39,14 @@ class LabelStudioOptions:
         header = options.get("token_header", DEFAULT_TOKEN_HEADER).strip()
         if not _HEADER_NAME.match(header):
             raise ValueError("TOKEN_HEADER must be a header name of letters, digits, '-' and '_'")
-        raw = options.get("brush_alpha_threshold", "0").strip()
+        raw = options.get("brush_min_alpha", "1").strip()
         try:
-            threshold = int(raw)
+            min_alpha = int(raw)
         except ValueError:
-            raise ValueError("BRUSH_ALPHA_THRESHOLD must be an integer from 0 to 254") from None
-        if not 0 <= threshold <= 254:
-            raise ValueError("BRUSH_ALPHA_THRESHOLD must be an integer from 0 to 254")
-        return cls(auth=auth, token_header=header.lower(), brush_alpha_threshold=threshold)
+            raise ValueError("BRUSH_MIN_ALPHA must be an integer from 1 to 255") from None
+        if not 1 <= min_alpha <= 255:
+            raise ValueError("BRUSH_MIN_ALPHA must be an integer from 1 to 255")
+        return cls(auth=auth, token_header=header.lower(), brush_min_alpha=min_alpha)
 
 
 def check_source(source: SourceConfig) -> str | None:

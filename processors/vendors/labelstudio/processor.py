@@ -102,7 +102,7 @@ class LabelStudioProcessor(Processor):
             for index, image in enumerate(frames):
                 width, height = parsed.sizes[image]
                 on_image = [(n, r) for n, r in numbered if r.image == image]
-                instances = render(on_image, width, height, alpha_threshold=options.brush_alpha_threshold)
+                instances = render(on_image, width, height, min_alpha=options.brush_min_alpha)
                 yield index, measure_instances(instances, labelmap)
 
         summary = write_frame_masks(labelmap, rendered(), lambda key, data: out.write(key, data, _type(key)))

@@ -3,7 +3,7 @@
 Results that share an ``id`` are one region: older editors send the geometry (``brush``, ``polygon``,
 ``rectangle``, ``magicwand``) and its ``labels`` as two results, newer ones one ``*labels`` result.
 Area kinds: brush / magic-wand RLE (`processors.vendors.labelstudio.brush`; a pixel is foreground
-when its alpha is above the threshold, 0 by default as in the SDK's COCO exporter), polygons,
+when its alpha is at least ``min_alpha``, 1 by default: any paint, as in the SDK's COCO exporter), polygons,
 rectangles and ellipses. Everything else (key points, choices, text spans, relations) has no area and
 is counted in ``skipped``. Geometry is in percent of ``original_width`` / ``original_height``; a
 rectangle's ``rotation`` (degrees, clockwise on screen) turns about its top-left corner ``(x, y)``,
@@ -103,14 +103,14 @@ def parse_result(result: Any, image_size: SizeLookup | None = None) -> ParsedRes
     return parsed
 
 
-def draw(region: Region, *, alpha_threshold: int = 0) -> npt.NDArray[np.bool_]:
+def draw(region: Region, *, min_alpha: int = 1) -> npt.NDArray[np.bool_]:
     """The region's pixels on its ``height × width`` image; `Permanent` naming the region if malformed."""
     width, height, value = region.width, region.height, region.value
     try:
         if region.kind == "brush":
             if str(value.get("format", "rle")).lower() != "rle":
                 raise BrushError(f"brush format {value.get('format')!r} is not 'rle'")
-            return decode_alpha(rle_bytes(value.get("rle")), width, height) > alpha_threshold
+            return decode_alpha(rle_bytes(value.get("rle")), width, height) >= min_alpha
         if region.kind == "polygon":
             return fill_polygon(_points(value.get("points"), width, height), width, height)
         if region.kind == "rectangle":
@@ -139,12 +139,12 @@ def rectangle_corners(value: Mapping[str, Any], width: int, height: int) -> list
 
 
 def render(
-    regions: Sequence[tuple[int, Region]], width: int, height: int, *, alpha_threshold: int = 0
+    regions: Sequence[tuple[int, Region]], width: int, height: int, *, min_alpha: int = 1
 ) -> npt.NDArray[np.uint16]:
     """Paint ``(instance number, region)`` pairs in order into a uint16 instance map (later on top)."""
     instances = np.zeros((height, width), dtype=np.uint16)
     for number, region in regions:
-        instances[draw(region, alpha_threshold=alpha_threshold)] = number
+        instances[draw(region, min_alpha=min_alpha)] = number
     return instances
 
 
