@@ -12,6 +12,7 @@ import asyncio
 import copy
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,18 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from processors.config import ConfigError, load_settings
+from processors.errors import Permanent
+from processors.fetch import Fetcher
 from processors.queue import open_queue
 from processors.store import open_store
+from processors.vendors.labelstudio.api import LabelStudioClient
 from processors.vendors.labelstudio.regions import rectangle_corners
 from processors.worker import Worker
 from receiver.app import create_app
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors import IncomingRequest
 from receiver.vendors.labelstudio import LabelStudioAdapter
-from tests.fakes.labelstudio import FakeLabelStudio, build_app
+from tests.fakes.labelstudio import FakeLabelStudio, build_app, make_jwt
 from tests.support import LiveServer, wait_for
 from tests.test_labelstudio_masks import inside, load, reference_decode
 
@@ -507,3 +511,55 @@ def test_an_old_brush_result_without_sizes_reads_the_size_from_the_image_header(
     assert [xs.min(), ys.min(), xs.max(), ys.max()] == expected["bbox_xyxy_inclusive"]
     downloads = ls.requests_to("/data/")
     assert len(downloads) == 1 and downloads[0][2]["authorization"] == f"Token {ls.legacy_token}"
+
+
+# --- API client ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fetcher() -> Iterator[Fetcher]:
+    with Fetcher.from_settings(load_settings({"LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost"})) as f:
+        yield f
+
+
+def test_access_tokens_are_reused_until_a_minute_before_expiry(
+    fake: tuple[FakeLabelStudio, LiveServer], fetcher: Fetcher
+) -> None:
+    ls, api = fake
+    now = [time.time()]
+    client = LabelStudioClient(fetcher, api.url, ls.refresh_token, clock=lambda: now[0])
+    client.project("7")
+    client.project("7")
+    assert len(ls.requests_to("/api/token/refresh/")) == 1
+    now[0] += ls.access_ttl - 30  # inside the last minute of the access token: refreshed first
+    client.project("7")
+    refreshes = ls.requests_to("/api/token/refresh/")
+    assert len(refreshes) == 2 and "authorization" not in refreshes[0][2]
+
+
+def test_a_refused_refresh_token_is_permanent_and_says_what_to_check(
+    fake: tuple[FakeLabelStudio, LiveServer], fetcher: Fetcher
+) -> None:
+    ls, api = fake
+    client = LabelStudioClient(fetcher, api.url, make_jwt({"token_type": "refresh", "exp": 1}))
+    with pytest.raises(Permanent, match="personal access token") as info:
+        client.project("7")
+    assert "eyJ" not in info.value.reason
+    as_is = LabelStudioClient(fetcher, api.url, f"Token {ls.legacy_token}")  # a full header: sent as-is
+    assert as_is.project("7")["id"] == 7
+
+
+def test_image_sizes_send_credentials_only_to_the_api_origin(
+    fake: tuple[FakeLabelStudio, LiveServer], fetcher: Fetcher
+) -> None:
+    ls, api = fake
+    image = io.BytesIO()
+    Image.new("RGB", (31, 17)).save(image, "PNG")
+    ls.files["/data/upload/1/a.png"] = image.getvalue()
+    client = LabelStudioClient(fetcher, api.url, ls.legacy_token)
+    assert client.image_size("/data/upload/1/a.png") == (31, 17)
+    other = api.url.replace("127.0.0.1", "localhost")
+    with pytest.raises(Permanent, match="401"):
+        client.image_size(f"{other}/data/upload/1/a.png")  # another origin: no Token sent, so refused
+    sent = [h.get("authorization") for _, _, h in ls.requests_to("/data/")]
+    assert sent == [f"Token {ls.legacy_token}", None]
