@@ -143,3 +143,10 @@ def test_a_bad_whpk_key_stops_the_cli_with_exit_2_naming_the_key(tmp_path: Path)
     assert "whpk_AAAA" not in result.stderr and good not in result.stderr
     ok = run_cli("sources", env=cli_env(tmp_path, LABELHOOK_ACME_SECRET=good), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_header_stuffed_with_v1a_entries_is_refused_before_any_ed25519_work() -> None:
+    entry = V1A["webhook-signature"]
+    assert adapter(V1A["public_key"]).verify(request(" ".join([entry] * 8)), NOW)
+    with pytest.raises(BadRequest, match="more than 8 v1a"):
+        adapter(V1A["public_key"]).verify(request(" ".join([entry] * 9)), NOW)
