@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/labelstudio_brush.py [--repeat N]
 
-Inputs: the editor's own examples in tests/conformance/labelstudio/ (magic wand 3000×2860, brush with
+Inputs: the editor's own examples in tests/conformance/payloads/labelstudio/ (magic wand 3000×2860, brush with
 anti-aliased alpha 2242×2802, and a 1 MB stream with 5 839 multi-value literal chunks). (a) labelhook
 `decode_alpha` (alpha only, vectorised literal chunks); (b) label-studio-sdk `decode_rle` as published
 (a '0'/'1' string of the whole stream, one Python step per value of a literal chunk), then its
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from processors.vendors.labelstudio.brush import decode_alpha
 from tests.test_labelstudio_masks import reference_decode
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "conformance" / "labelstudio"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "conformance" / "payloads" / "labelstudio"
 
 
 def samples() -> list[tuple[str, bytes, int, int]]:

@@ -40,7 +40,7 @@ from tests.support import LiveServer, wait_for
 from tests.test_labelstudio_masks import inside, load, reference_decode
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
-DATA = Path(__file__).parent / "conformance" / "labelstudio"
+DATA = Path(__file__).parent / "conformance" / "payloads" / "labelstudio"
 TOKEN = "ls-webhook-token-3f9a"
 ENVELOPE = json.loads((DATA / "webhook_annotation_created.docs.json").read_text())
 

@@ -16,7 +16,7 @@ from processors.vendors.labelstudio.brush import BrushError, decode_alpha, decod
 from processors.vendors.labelstudio.labels import build_classes, config_labels
 from processors.vendors.labelstudio.regions import draw, parse_result, rectangle_corners
 
-DATA = Path(__file__).parent / "conformance" / "labelstudio"
+DATA = Path(__file__).parent / "conformance" / "payloads" / "labelstudio"
 EXPECTED = json.loads((DATA / "brush_rle_expected.json").read_text())
 VECTORS = {v["name"]: v for v in EXPECTED["vectors"]}
 

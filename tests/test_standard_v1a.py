@@ -16,7 +16,7 @@ from receiver.vendors.base import IncomingRequest
 from receiver.vendors.standard import StandardAdapter
 from tests.support import cli_env, run_cli
 
-VECTORS = json.loads((Path(__file__).parent / "conformance/standard/v1a_vectors.json").read_text())
+VECTORS = json.loads((Path(__file__).parent / "conformance/payloads/standard/v1a_vectors.json").read_text())
 V1A, V1, V1_BAD = VECTORS["cases"]
 NOW = int(V1A["timestamp"])
 

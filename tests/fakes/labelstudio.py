@@ -6,7 +6,7 @@ access token>}``; anything else answers 401 ``{"detail": …}``. Routes: ``GET /
 ``GET /api/tasks/{id}/annotations/`` (a list), ``GET /api/projects/{id}/``, and uploaded files under
 ``/data/upload/…`` (which Label Studio serves to authenticated users only). Unknown ids answer 404
 ``{"detail": "Not found."}``. Faults (status + headers) are queued per path. Tasks, annotations and
-projects are stored as given: tests load them verbatim from tests/conformance/labelstudio/.
+projects are stored as given: tests load them verbatim from tests/conformance/payloads/labelstudio/.
 """
 
 from __future__ import annotations
