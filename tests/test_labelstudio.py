@@ -214,6 +214,9 @@ def fake() -> Iterator[tuple[FakeLabelStudio, LiveServer]]:
     ls.tasks["10959"] = task
     ls.annotations["10959"] = [annotation]
     ls.projects["7"] = project(7, "label_config_obb.sdk_test.xml")
+    photo = io.BytesIO()
+    Image.new("RGB", (597, 768), (40, 90, 30)).save(photo, "JPEG")
+    ls.files["/image1"] = photo.getvalue()  # the SDK task's data: {"image": "/image1"}, on the server
     polygons = load("task_polygons.sdk_test.json")["first_task"]
     ls.annotations["68501"] = polygons.pop("annotations")
     ls.tasks["68501"] = polygons
@@ -328,7 +331,9 @@ def test_conformance_rotated_rectangles_from_the_sdk_export_data(
         "0": "image"
     }
     assert manifest["dedupe_key"] == "ls:annotation:1552:2024-05-07T16:27:17.914777Z"
-    auth = {h.get("authorization") for _, _, h in ls.requests_to("/api/")}
+    assert (job / "images" / "0.jpg").read_bytes() == ls.files["/image1"]
+    assert [(i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [("images/0.jpg", 597, 768)]
+    auth = {h.get("authorization") for _, _, h in ls.seen}
     assert auth == {f"Token {ls.legacy_token}"}
 
 
@@ -509,8 +514,12 @@ def test_an_old_brush_result_without_sizes_reads_the_size_from_the_image_header(
     ys, xs = np.nonzero(instances)
     assert instances.shape == (2802, 2242) and len(ys) == expected["alpha_nonzero_pixels"]
     assert [xs.min(), ys.min(), xs.max(), ys.max()] == expected["bbox_xyxy_inclusive"]
+    # Read once for the size, once into the output set (FETCH_IMAGES=1), with the API token both times.
     downloads = ls.requests_to("/data/")
-    assert len(downloads) == 1 and downloads[0][2]["authorization"] == f"Token {ls.legacy_token}"
+    assert [h["authorization"] for _, _, h in downloads] == [f"Token {ls.legacy_token}"] * 2
+    assert (job / "images" / "0.png").read_bytes() == ls.files["/data/upload/4/planet.png"]
+    coco = json.loads((job / "annotations.json").read_text())
+    assert [(i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [("images/0.png", 2242, 2802)]
 
 
 # --- API client ---------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ class FakeLabelStudio:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     annotations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     projects: dict[str, dict[str, Any]] = field(default_factory=dict)
-    files: dict[str, bytes] = field(default_factory=dict)  # "/data/upload/…" → bytes (auth required)
+    files: dict[str, bytes] = field(default_factory=dict)  # server path → bytes (auth required)
     faults: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     issued: dict[str, float] = field(default_factory=dict)  # access token → expiry
@@ -121,7 +121,7 @@ def build_app(fake: FakeLabelStudio) -> Starlette:
         if (denied := check(request)) is not None:
             return denied
         found = fake.files.get(request.url.path)
-        return Response(found, media_type="image/png") if found is not None else _not_found()
+        return Response(found, media_type="application/octet-stream") if found is not None else _not_found()
 
     return Starlette(
         routes=[
@@ -130,6 +130,7 @@ def build_app(fake: FakeLabelStudio) -> Starlette:
             Route("/api/tasks/{id}/", task, methods=["GET"]),
             Route("/api/tasks/{id}/annotations/", task_annotations, methods=["GET"]),
             Route("/api/projects/{id}/", project, methods=["GET"]),
+            Route("/{path:path}", data, methods=["GET"]),  # other server paths a task's data names
         ]
     )
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -25,7 +26,7 @@ from processors.errors import Permanent
 from processors.fetch import HTTPStatusPermanent, HTTPStatusRetryable
 
 if TYPE_CHECKING:
-    from processors.fetch import Fetcher
+    from processors.fetch import Fetcher, Stream
 
 #: Cap for JSON answers (a task's annotations with brush RLE can be a few MB per region).
 MAX_JSON_BYTES = 256 * 1024 * 1024
@@ -118,13 +119,9 @@ class LabelStudioClient:
 
         from PIL import Image, UnidentifiedImageError
 
-        target = httpx.URL(self._base + "/").join(url)
-        headers = {}
-        if (target.scheme, target.host, target.port) == _origin(httpx.URL(self._base)):
-            headers["Authorization"] = self._authorization()
         buffer = bytearray()
         next_try = 0
-        with self._fetcher.open_stream(str(target), headers=headers) as stream:
+        with self.open_image(url) as stream:
             for chunk in stream:
                 buffer += chunk
                 if len(buffer) < next_try:
@@ -140,6 +137,28 @@ class LabelStudioClient:
                     if len(buffer) > MAX_HEADER_BYTES:
                         break
         raise Permanent(f"Label Studio image {stream.url}: no image size in its first {len(buffer)} bytes")
+
+    @contextlib.contextmanager
+    def open_image(self, url: str) -> Iterator[Stream]:
+        """Stream a task's image: ``url`` absolute, or a path on the Label Studio server (``/data/…``).
+
+        The API credentials go with it only when it is on the API's origin (uploads and local storage
+        are served to authenticated users only); a cloud-storage or public URL gets none.
+        """
+        try:
+            target = httpx.URL(self._base + "/").join(url)
+        except httpx.InvalidURL:
+            raise Permanent(f"Label Studio image URL {url[:100]!r} is not a URL") from None
+        headers = {}
+        if _origin(target) == _origin(httpx.URL(self._base)):
+            headers["Authorization"] = self._authorization()
+        try:
+            with self._fetcher.open_stream(str(target), headers=headers) as stream:
+                yield stream
+        except HTTPStatusPermanent as exc:
+            raise HTTPStatusPermanent(
+                f"Label Studio image: {exc.reason}", status=exc.status, url=exc.url
+            ) from exc
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -205,7 +224,8 @@ class LabelStudioClient:
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return url.scheme, url.host, url.port
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host.lower(), url.port if url.port is not None else default
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

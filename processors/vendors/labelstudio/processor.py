@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from processors.delivery import path_segment
 from processors.errors import Permanent
-from processors.fetch import redact_url
 from processors.masks.decode import FrameMasks, measure_instances
 from processors.masks.labelmap import Labelmap, Segment
 from processors.masks.segmentation import write_frame_masks
+from processors.source_images import fetch_images_enabled, not_fetched
 from processors.vendors.base import Processor
 from processors.vendors.labelstudio.api import LabelStudioClient
-from processors.vendors.labelstudio.labels import build_classes, config_labels, image_fields
+from processors.vendors.labelstudio.images import TaskImages
+from processors.vendors.labelstudio.labels import build_classes, config_labels
 from processors.vendors.labelstudio.options import LabelStudioOptions
 from processors.vendors.labelstudio.regions import ParsedResult, parse_result, render
 
@@ -68,22 +69,11 @@ class LabelStudioProcessor(Processor):
         project_id = str(chosen.get("project") or project_hint)
         project = client.project(project_id)
         label_config = _str(project.get("label_config"))
-        sized: dict[str, str] = {}
-
-        def image_size(image: str, source: str | None) -> tuple[int, int]:
-            """An old result without sizes: read the image's header (its URL is in the task's data)."""
-            field = (source or "").removeprefix("$") or image_fields(label_config).get(image)
-            data = client.task(task_id).get("data")
-            url = data.get(field) if isinstance(data, dict) and field else None
-            if not isinstance(url, str) or not url:
-                raise Permanent(
-                    f"Label Studio image {image!r}: no result names its size and the task's data has no "
-                    f"URL for it (field {field!r})"
-                )
-            sized[image] = url.split("?", 1)[0] if url.startswith("/") else redact_url(url)
-            return client.image_size(url)
-
-        parsed = parse_result(chosen.get("result"), image_size)
+        task_images = TaskImages(client, task_id, label_config)
+        try:
+            parsed = parse_result(chosen.get("result"), task_images.size)
+        except Permanent as exc:
+            raise Permanent(f"Label Studio task {task_id}: {exc.reason}") from exc
         configured, problems = config_labels(label_config)
         labelmap = build_labelmap(configured, parsed)
         frames = sorted(parsed.sizes)
@@ -105,7 +95,13 @@ class LabelStudioProcessor(Processor):
                 instances = render(on_image, width, height, min_alpha=options.brush_min_alpha)
                 yield index, measure_instances(instances, labelmap)
 
-        summary = write_frame_masks(labelmap, rendered(), lambda key, data: out.write(key, data, _type(key)))
+        if fetch_images_enabled(self.source.options):
+            images = {index: task_images.store(index, image, out) for index, image in enumerate(frames)}
+        else:
+            images = {index: not_fetched(index, "FETCH_IMAGES=0") for index in range(len(frames))}
+        summary = write_frame_masks(
+            labelmap, rendered(), lambda key, data: out.write(key, data, _type(key)), images=images
+        )
         return {
             "labelstudio": {
                 "task": task_id,
@@ -119,7 +115,7 @@ class LabelStudioProcessor(Processor):
                 "skipped": parsed.skipped,
                 "unlabelled_regions": parsed.unlabelled,
                 "label_config_problems": problems,
-                "sizes_read_from_images": sized,
+                "sizes_read_from_images": task_images.sized,
             },
             "segmentation": summary.as_json(),
         }
