@@ -519,7 +519,8 @@ def test_an_old_brush_result_without_sizes_reads_the_size_from_the_image_header(
     assert [h["authorization"] for _, _, h in downloads] == [f"Token {ls.legacy_token}"] * 2
     assert (job / "images" / "0.png").read_bytes() == ls.files["/data/upload/4/planet.png"]
     coco = json.loads((job / "annotations.json").read_text())
-    assert [(i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [("images/0.png", 2242, 2802)]
+    images = [(i["file_name"], i["width"], i["height"]) for i in coco["images"]]
+    assert images == [("images/0.png", 2242, 2802)]
 
 
 # --- API client ---------------------------------------------------------------------------------
