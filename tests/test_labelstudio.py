@@ -192,6 +192,8 @@ def test_malformed_annotations_are_400(annotation: Any) -> None:
         ({"LABELHOOK_LS_AUTH": "basic"}, "AUTH must be one of"),
         ({"LABELHOOK_LS_BRUSH_MIN_ALPHA": "256"}, "BRUSH_MIN_ALPHA"),
         ({"LABELHOOK_LS_TOKEN_HEADER": "x token"}, "TOKEN_HEADER"),
+        ({"LABELHOOK_LS_BRUSH_THRESHOLD": "3"}, "BRUSH_THRESHOLD: unknown option"),
+        ({"LABELHOOK_LS_BRUSH_MIN_ALPHA": "half"}, "BRUSH_MIN_ALPHA"),
     ],
 )
 def test_config_problems_stop_start_up_naming_the_key(env: dict[str, str], message: str) -> None:

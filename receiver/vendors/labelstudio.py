@@ -29,9 +29,11 @@ _SCHEMES = ("token ", "bearer ")
 
 
 class LabelStudioAdapter(VendorAdapter):
+    vendor = "labelstudio"
+
     def __init__(self, source: SourceConfig) -> None:
         super().__init__(source)
-        self._header = LabelStudioOptions.from_source(source).token_header
+        self._header = LabelStudioOptions.of(source).header
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         self._check_token(request)

@@ -23,20 +23,21 @@ from standardwebhooks.webhooks import Webhook
 
 from processors.config import SourceConfig
 from processors.vendors.standard.keys import ed25519_valid, split_keys
+from processors.vendors.standard.options import StandardOptions
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json
 
-DEFAULT_TOLERANCE_SECONDS = 300
-
 
 class StandardAdapter(VendorAdapter):
+    vendor = "standard"
+
     def __init__(self, source: SourceConfig) -> None:
         super().__init__(source)
-        # Start-up validated the keys (`check_secrets`), so this cannot fail on a configured source.
+        # Start-up validated the keys (`StandardOptions.validate`), so this cannot fail here.
         keys = split_keys(source.secrets)
         self._keys = [_signing_key(secret) for secret in keys.hmac_secrets]
         self._public_keys = keys.public_keys
-        self.tolerance = int(source.options.get("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS))
+        self.tolerance = StandardOptions.of(source).tolerance_seconds
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         headers = request.headers

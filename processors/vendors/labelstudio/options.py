@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from processors.vendors.options import VendorOptions
+
 if TYPE_CHECKING:
     from processors.config import SourceConfig
 
@@ -16,52 +18,38 @@ _HEADER_NAME = re.compile(r"^[a-zA-Z0-9-_]+$")
 
 
 @dataclass(frozen=True)
-class LabelStudioOptions:
-    """``LABELHOOK_<SOURCE>_<OPTION>`` for a Label Studio source.
+class LabelStudioOptions(VendorOptions):
+    """A Label Studio source's ``LABELHOOK_<SOURCE>_*`` options (docs/vendors/labelstudio.md)."""
 
-    ``auth``: ``auto`` (a JWT-shaped API_KEY is a personal access token, else a legacy token),
-    ``token`` or ``jwt``. ``token_header``: the custom webhook header that carries the shared secret
-    (besides ``?token=`` in the URL). ``brush_min_alpha``: a brush pixel is foreground when its alpha
-    is at least this (1 = any paint, as Label Studio's COCO export; anti-aliased edges have low alpha).
-    """
-
+    #: ``auto``: a JWT-shaped API_KEY is a personal access token (refresh → Bearer), anything else a
+    #: legacy token (``Authorization: Token``); ``token`` or ``jwt`` force one kind.
     auth: str = "auto"
+    #: The custom webhook header that may carry the shared secret (besides ``?token=`` in the URL).
     token_header: str = DEFAULT_TOKEN_HEADER
+    #: A brush pixel is foreground when its alpha is at least this (1 = any paint, as Label Studio's
+    #: COCO export; the editor anti-aliases brush edges, so edge pixels have low alpha).
     brush_min_alpha: int = 1
 
-    @classmethod
-    def from_source(cls, source: SourceConfig) -> LabelStudioOptions:
-        """Read and validate the options; `ValueError` with a one-line reason naming the option."""
-        options = source.options
-        auth = options.get("auth", "auto").strip().lower()
-        if auth not in AUTH_MODES:
-            raise ValueError(f"AUTH must be one of {', '.join(AUTH_MODES)}")
-        header = options.get("token_header", DEFAULT_TOKEN_HEADER).strip()
-        if not _HEADER_NAME.match(header):
-            raise ValueError("TOKEN_HEADER must be a header name of letters, digits, '-' and '_'")
-        raw = options.get("brush_min_alpha", "1").strip()
-        try:
-            min_alpha = int(raw)
-        except ValueError:
-            raise ValueError("BRUSH_MIN_ALPHA must be an integer from 1 to 255") from None
-        if not 1 <= min_alpha <= 255:
-            raise ValueError("BRUSH_MIN_ALPHA must be an integer from 1 to 255")
-        return cls(auth=auth, token_header=header.lower(), brush_min_alpha=min_alpha)
+    @property
+    def header(self) -> str:
+        """``token_header`` as the receiver sees header names (lower case)."""
+        return self.token_header.strip().lower()
 
-
-def check_source(source: SourceConfig) -> str | None:
-    """Start-up check: a token to authenticate Label Studio, and the API to fetch annotations from."""
-    if not source.secrets:
-        return (
-            f"SECRET is required for source {source.name!r}: Label Studio cannot sign webhooks, so the "
-            "webhook URL (?token=) or a custom header must carry it"
-        )
-    if not source.api_url:
-        return "API_URL is required: the Label Studio server, e.g. https://app.humansignal.com"
-    if not source.api_key:
-        return "API_KEY is required: a Label Studio access token (legacy token or personal access token)"
-    try:
-        LabelStudioOptions.from_source(source)
-    except ValueError as exc:
-        return str(exc)
-    return None
+    def validate(self, source: SourceConfig) -> str | None:
+        """A token to authenticate Label Studio, the API to fetch annotations from, sane options."""
+        if not source.secrets:
+            return (
+                f"SECRET is required for source {source.name!r}: Label Studio cannot sign webhooks, so "
+                "the webhook URL (?token=) or a custom header must carry it"
+            )
+        if not source.api_url:
+            return "API_URL is required: the Label Studio server, e.g. https://app.humansignal.com"
+        if not source.api_key:
+            return "API_KEY is required: a Label Studio access token (legacy token or personal access token)"
+        if self.auth.strip().lower() not in AUTH_MODES:
+            return f"AUTH must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}"
+        if not _HEADER_NAME.match(self.token_header.strip()):
+            return "TOKEN_HEADER must be a header name of letters, digits, '-' and '_'"
+        if not 1 <= self.brush_min_alpha <= 255:
+            return f"BRUSH_MIN_ALPHA must be an integer from 1 to 255, got {self.brush_min_alpha}"
+        return None

@@ -19,7 +19,7 @@ from processors.errors import Permanent
 from processors.masks.decode import FrameMasks, measure_instances
 from processors.masks.labelmap import Labelmap, Segment
 from processors.masks.segmentation import write_frame_masks
-from processors.source_images import fetch_images_enabled, not_fetched
+from processors.source_images import not_fetched
 from processors.vendors.base import Processor
 from processors.vendors.labelstudio.api import LabelStudioClient
 from processors.vendors.labelstudio.images import TaskImages
@@ -42,9 +42,9 @@ class LabelStudioProcessor(Processor):
     def client(self) -> LabelStudioClient:
         if not (self.source.api_url and self.source.api_key):
             raise Permanent("Label Studio API_URL and API_KEY must be configured")
-        options = LabelStudioOptions.from_source(self.source)
+        options = LabelStudioOptions.of(self.source)
         return LabelStudioClient(
-            self.fetcher, self.source.api_url, self.source.api_key.reveal(), auth=options.auth
+            self.fetcher, self.source.api_url, self.source.api_key.reveal(), auth=options.auth.strip().lower()
         )
 
     def process(self, delivery: Delivery, out: JobWriter) -> dict[str, Any]:
@@ -57,7 +57,7 @@ class LabelStudioProcessor(Processor):
     def process_task(self, task_id: str, project_hint: str, out: JobWriter) -> dict[str, Any]:
         """Write one task's output set through ``out``; return its manifest fields."""
         client = self.client()
-        options = LabelStudioOptions.from_source(self.source)
+        options = LabelStudioOptions.of(self.source)
         annotations = client.task_annotations(task_id)
         out.write_json("result.json", annotations)
         chosen = exported_annotation(annotations)
@@ -95,7 +95,7 @@ class LabelStudioProcessor(Processor):
                 instances = render(on_image, width, height, min_alpha=options.brush_min_alpha)
                 yield index, measure_instances(instances, labelmap)
 
-        if fetch_images_enabled(self.source.options):
+        if self.source.fetch_images:
             images = {index: task_images.store(index, image, out) for index, image in enumerate(frames)}
         else:
             images = {index: not_fetched(index, "FETCH_IMAGES=0") for index in range(len(frames))}
