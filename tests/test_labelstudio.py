@@ -575,3 +575,30 @@ def test_image_sizes_send_credentials_only_to_the_api_origin(
         client.image_size(f"{other}/data/upload/1/a.png")  # another origin: no Token sent, so refused
     sent = [h.get("authorization") for _, _, h in ls.requests_to("/data/")]
     assert sent == [f"Token {ls.legacy_token}", None]
+
+
+def test_the_docs_text_example_and_an_empty_image_annotation_are_output_sets_not_dead_letters(
+    make_settings: Any, fake: tuple[FakeLabelStudio, LiveServer], tmp_path: Path
+) -> None:
+    ls, api = fake
+    docs = json.loads((DATA / "webhook_annotation_created.docs.json").read_text())
+    ls.annotations["19"] = [docs["annotation"]]  # a text span: the docs' NER project has no image
+    ls.projects["2"] = docs["project"]
+    empty = {**magicwand_annotation(), "id": 77, "task": 1203, "result": []}  # submitted with no regions
+    ls.annotations["1203"] = [empty]
+    ls.tasks["1203"] = {"id": 1203, "data": {"image": "/data/upload/3/sky.png"}, "project": 3}
+    sky = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(sky, "PNG")
+    ls.files["/data/upload/3/sky.png"] = sky.getvalue()
+    with service(make_settings, api.url, ls.legacy_token) as live:
+        assert post(live.url, (DATA / "webhook_annotation_created.docs.json").read_bytes()).status_code == 202
+        assert post(live.url, webhook(empty, None, 3)).status_code == 202
+        text = manifest_of(tmp_path / "out" / "labelstudio" / "2" / "19")
+        image = manifest_of(tmp_path / "out" / "labelstudio" / "3" / "1203")
+    assert {f["path"] for f in text["files"]} == {"callback.json", "result.json"}
+    assert text["labelstudio"]["skipped"] == {"labels": 1} and text["labelstudio"]["frames"] == {}
+    job = tmp_path / "out" / "labelstudio" / "3" / "1203"
+    assert image["labelstudio"]["frames"] == {"0": "image_1"} and image["labelstudio"]["regions"] == 0
+    assert png(job / "masks" / "0" / "instances.png").shape == (48, 64)
+    assert not png(job / "masks" / "0" / "instances.png").any()
+    assert json.loads((job / "annotations.json").read_text())["annotations"] == []

@@ -23,7 +23,7 @@ from processors.source_images import not_fetched
 from processors.vendors.base import Processor
 from processors.vendors.labelstudio.api import LabelStudioClient
 from processors.vendors.labelstudio.images import TaskImages
-from processors.vendors.labelstudio.labels import build_classes, config_labels
+from processors.vendors.labelstudio.labels import build_classes, config_labels, image_fields
 from processors.vendors.labelstudio.options import LabelStudioOptions
 from processors.vendors.labelstudio.regions import ParsedResult, parse_result, render
 
@@ -76,6 +76,20 @@ class LabelStudioProcessor(Processor):
             raise Permanent(f"Label Studio task {task_id}: {exc.reason}") from exc
         configured, problems = config_labels(label_config)
         labelmap = build_labelmap(configured, parsed)
+        if not parsed.sizes:
+            # Nothing drawn (an empty annotation, or only choices/key points): every image of the config
+            # is a frame with no labels, sized from its file; a project with no image (text, audio)
+            # has no masks to write and its output set is the annotation itself.
+            for image in image_fields(label_config):
+                parsed.sizes[image] = task_images.size(image, None)
+            if not parsed.sizes:
+                return {
+                    "labelstudio": {
+                        **self._about(task_id, project_id, chosen, annotations, parsed),
+                        "frames": {},
+                        "note": "no image in the project: no masks",
+                    }
+                }
         frames = sorted(parsed.sizes)
         for image in frames:
             width, height = parsed.sizes[image]
@@ -84,8 +98,6 @@ class LabelStudioProcessor(Processor):
                     f"image {image!r} is {width}x{height} pixels, "
                     f"over the limit of {self.settings.max_pixels}"
                 )
-        if not frames:
-            raise Permanent(f"Label Studio annotation {chosen.get('id')} has no image regions to draw")
         numbered = list(enumerate(parsed.regions, start=1))
 
         def rendered() -> Iterator[tuple[int, FrameMasks]]:
@@ -104,20 +116,28 @@ class LabelStudioProcessor(Processor):
         )
         return {
             "labelstudio": {
-                "task": task_id,
-                "project": project_id,
-                "annotation": chosen.get("id"),
-                "updated_at": chosen.get("updated_at"),
-                "completed_by": chosen.get("completed_by"),
-                "annotations_on_task": len(annotations),
+                **self._about(task_id, project_id, chosen, annotations, parsed),
                 "frames": {str(i): image for i, image in enumerate(frames)},
-                "regions": len(parsed.regions),
-                "skipped": parsed.skipped,
-                "unlabelled_regions": parsed.unlabelled,
                 "label_config_problems": problems,
                 "sizes_read_from_images": task_images.sized,
             },
             "segmentation": summary.as_json(),
+        }
+
+    @staticmethod
+    def _about(
+        task_id: str, project_id: str, chosen: dict[str, Any], annotations: list[Any], parsed: ParsedResult
+    ) -> dict[str, Any]:
+        return {
+            "task": task_id,
+            "project": project_id,
+            "annotation": chosen.get("id"),
+            "updated_at": chosen.get("updated_at"),
+            "completed_by": chosen.get("completed_by"),
+            "annotations_on_task": len(annotations),
+            "regions": len(parsed.regions),
+            "skipped": parsed.skipped,
+            "unlabelled_regions": parsed.unlabelled,
         }
 
     def _fan_out(self, delivery: Delivery, tasks: list[str], out: JobWriter) -> dict[str, Any]:
