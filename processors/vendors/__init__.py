@@ -42,6 +42,30 @@ def _check_techforge(source: SourceConfig) -> str | None:
     return check_source(source)
 
 
+def _check_labelbox(source: SourceConfig) -> str | None:
+    from processors.vendors.labelbox.options import check_source
+
+    return check_source(source)
+
+
+def _check_scale(source: SourceConfig) -> str | None:
+    from processors.vendors.scale.options import check_source
+
+    return check_source(source)
+
+
+def _labelbox() -> type[Processor]:
+    from processors.vendors.labelbox.processor import LabelboxProcessor
+
+    return LabelboxProcessor
+
+
+def _scale() -> type[Processor]:
+    from processors.vendors.scale.processor import ScaleProcessor
+
+    return ScaleProcessor
+
+
 def _cvat() -> type[Processor]:
     from processors.vendors.cvat.processor import CvatProcessor
 
@@ -117,5 +141,15 @@ KNOWN_VENDORS: dict[str, VendorInfo] = {
         needs_secret=False,
         polls=True,
         check=_check_techforge,
+    ),
+    "labelbox": VendorInfo(
+        verification="X-Hub-Signature-256 / X-Hub-Signature HMAC of the raw body; LABEL_CREATED/UPDATED",
+        load_processor=_labelbox,
+        check=_check_labelbox,
+    ),
+    "scale": VendorInfo(
+        verification="static scale-callback-auth header (constant-time); completed tasks are processed",
+        load_processor=_scale,
+        check=_check_scale,
     ),
 }

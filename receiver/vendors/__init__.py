@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter
 from receiver.vendors.cvat import CvatAdapter
+from receiver.vendors.labelbox import LabelboxAdapter
 from receiver.vendors.playment import PlaymentAdapter
+from receiver.vendors.scale import ScaleAdapter
 from receiver.vendors.standard import StandardAdapter
 from receiver.vendors.superai import SuperAIAdapter
 from receiver.vendors.techforge import TechForgeAdapter
@@ -15,6 +17,8 @@ ADAPTERS: dict[str, type[VendorAdapter]] = {
     "techforge": TechForgeAdapter,
     "superai": SuperAIAdapter,
     "playment": PlaymentAdapter,
+    "labelbox": LabelboxAdapter,
+    "scale": ScaleAdapter,
 }
 
 __all__ = ["ADAPTERS", "Callback", "IncomingRequest", "VendorAdapter"]
