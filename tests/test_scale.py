@@ -354,7 +354,7 @@ def test_unknown_index_is_left_unlabeled_and_counted(
 def test_non_completed_statuses_are_recorded_not_processed(
     fake: tuple[FakeScale, LiveServer, LiveServer], tmp_path: Path, make_settings: Any
 ) -> None:
-    vendor, api, bucket = fake
+    vendor, api, _ = fake
     settings = make_settings(**env(api.url, tmp_path))
     book = JobBook(open_store(settings.store_url))
     with start(settings) as live:
