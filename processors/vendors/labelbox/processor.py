@@ -131,7 +131,7 @@ class LabelboxProcessor(Processor):
             # One frame's arrays at a time; each mask PNG is read back from media/ when needed.
             for number, objects in parsed.frames.items():
                 decoded = {
-                    url: read_rgba(out.store.get(out.key(media[url])), max_pixels=self.settings.max_pixels)
+                    url: self._read_mask(out, media[url], read_rgba)
                     for url in dict.fromkeys(o.url for o in objects if o.url is not None)
                 }
                 size = _frame_size(decoded, parsed.size, number)
@@ -160,13 +160,26 @@ class LabelboxProcessor(Processor):
         return summary.as_json()
 
 
+    def _read_mask(self, out: JobWriter, name: str, read_rgba: Callable[..., Any]) -> Any:
+        try:
+            return read_rgba(out.store.get(out.key(name)), max_pixels=self.settings.max_pixels)
+        except Permanent as exc:
+            raise Permanent(f"Labelbox {name}: {exc.reason}") from exc
+
+
 def _frame_size(decoded: dict[str, Any], media: tuple[int, int] | None, number: int) -> tuple[int, int]:
     """(width, height) of a frame: its masks' (all equal), else the row's media attributes."""
     sizes = {(int(rgba.shape[1]), int(rgba.shape[0])) for rgba in decoded.values()}
     if len(sizes) > 1:
         raise Permanent(f"Labelbox masks of frame {number} differ in size: {sorted(sizes)}")
     if sizes:
-        return sizes.pop()
+        size = sizes.pop()
+        if media is not None and size != media:
+            raise Permanent(
+                f"Labelbox mask of frame {number} is {size[0]}x{size[1]}, "
+                f"but the data row's media is {media[0]}x{media[1]}"
+            )
+        return size
     if media is None:
         raise Permanent(
             f"Labelbox frame {number} has only vector shapes "
