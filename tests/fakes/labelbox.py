@@ -178,6 +178,7 @@ class FakeLabelbox:
 
     def _chunk(self, variables: dict[str, Any]) -> dict[str, Any]:
         task = self._ready(variables)
+        task_id = variables["where"]["id"]
         offset = int(variables["offset"])
         # Chunks end on a line boundary, at least ``chunk_size`` bytes long (or the rest).
         end = min(len(task.data), offset + self.chunk_size)
@@ -189,7 +190,7 @@ class FakeLabelbox:
                 "exportFileFromOffset": {
                     "offsets": {"start": str(offset), "end": str(end - 1)},
                     "lines": {"start": str(start_line), "end": str(task.data[:end].count(b"\n") - 1)},
-                    "file": f"{self.files_url}/exports/{variables['where']['id']}/{offset}?X-Goog-Signature=abc",
+                    "file": f"{self.files_url}/exports/{task_id}/{offset}?X-Goog-Signature=abc",
                 }
             }
         }

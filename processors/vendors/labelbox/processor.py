@@ -159,7 +159,6 @@ class LabelboxProcessor(Processor):
         notes["unknown_colors"] = dict(sorted(unknown.items()))
         return summary.as_json()
 
-
     def _read_mask(self, out: JobWriter, name: str, read_rgba: Callable[..., Any]) -> Any:
         try:
             return read_rgba(out.store.get(out.key(name)), max_pixels=self.settings.max_pixels)
