@@ -432,3 +432,37 @@ def test_video_frames_keep_each_feature_on_one_instance_number() -> None:
     assert parsed.frames[3][0].url == url.format(3)
     with pytest.raises(Permanent, match="not a frame number"):
         label_frames({}, {"annotations": {"frames": {"x": {}}}})
+
+
+def test_adapter_reads_v1_and_v2_ids_and_refuses_label_events_it_cannot_fetch(make_settings: Any) -> None:
+    from processors.config import SourceConfig
+    from receiver.errors import BadRequest
+    from receiver.vendors.base import IncomingRequest
+    from receiver.vendors.labelbox import LabelboxAdapter
+
+    def adapter(**extra: str) -> LabelboxAdapter:
+        settings = make_settings(**env("http://127.0.0.1:9", Path("/nonexistent"), **extra))
+        source: SourceConfig = settings.sources["labelbox"]
+        return LabelboxAdapter(source)
+
+    def verify(target: LabelboxAdapter, body: Any, event: str = "LABEL_UPDATED") -> Any:
+        raw = json.dumps(body).encode()
+        headers = {k.lower(): v for k, v in signatures(raw).items()} | {"x-labelbox-event": event}
+        return target.verify(IncomingRequest(headers, {}, raw), now=0.0)
+
+    v2 = export_row("https://api.labelbox.com")
+    got = verify(adapter(), v2)
+    assert (got.job_id, got.project, got.meta["data_row_id"], got.meta["project_id"]) == (
+        LABEL,
+        PROJECT,
+        DATA_ROW,
+        PROJECT,
+    )
+    assert got.meta["delivery"] == hashlib.sha256(json.dumps(v2).encode()).hexdigest()[:32]
+    no_project = {"id": LABEL, "dataRow": {"id": DATA_ROW}}
+    with pytest.raises(BadRequest, match="no project id"):
+        verify(adapter(), no_project)
+    configured = verify(adapter(LABELHOOK_LABELBOX_PROJECT_ID="proj-x"), no_project)
+    assert configured.project == "proj-x" and configured.meta["project_id"] == "proj-x"
+    deleted = verify(adapter(), {"id": LABEL}, event="LABEL_DELETED")
+    assert deleted.kind == "state" and deleted.state == "LABEL_DELETED" and deleted.job_id == LABEL

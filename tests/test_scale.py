@@ -206,6 +206,7 @@ def test_conformance_segmentation_callback_secure_url_end_to_end(
     check_output_set(out, truth)
     assert manifest["scale"]["index_image"] == "extendedIndexedImage"
     assert manifest["scale"]["unknown_indexes"] == {}
+    assert manifest["segmentation"]["annotations"] == 4 and manifest["segmentation"]["frames"] == 1
     assert [f["path"] for f in manifest["files"]][-1] != "manifest.json"  # manifest lists the others
     # The live key went to the API origin only (task and secure URL), as HTTP Basic with no password.
     basic = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
@@ -454,3 +455,23 @@ def test_index_images_are_read_losslessly() -> None:
     ]
     with pytest.raises(Permanent, match="over the limit"):
         read_index_image(png(grey16), packed_rgb=False, max_pixels=3, what="x")
+
+
+def test_adapter_dedupes_retries_but_not_an_audit_fix_that_changes_the_response(make_settings: Any) -> None:
+    from processors.config import SourceConfig
+    from receiver.vendors.base import IncomingRequest
+    from receiver.vendors.scale import ScaleAdapter
+
+    source: SourceConfig = make_settings(**env(None, Path("/nonexistent"))).sources["scale"]
+    adapter = ScaleAdapter(source)
+    body = json.loads((CONFORMANCE / "callback_categorization.docs.json").read_bytes())
+
+    def verify(value: Any) -> Any:
+        raw = json.dumps(value).encode()
+        return adapter.verify(IncomingRequest({"scale-callback-auth": AUTH_KEY}, {}, raw), now=0.0)
+
+    first, retry = verify(body), verify(json.loads(json.dumps(body)))
+    fixed = verify({**body, "response": {"category": "blue"}})
+    assert first.dedupe_key == retry.dedupe_key != fixed.dedupe_key
+    assert first.dedupe_key.startswith(f"scale:{body['task_id']}:completed:")
+    assert (first.job_id, first.kind, first.project) == (body["task_id"], "callback", "scale")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from processors.config import SourceConfig
@@ -117,13 +118,13 @@ class LabelboxAdapter(VendorAdapter):
         )
 
 
+@dataclass(slots=True)
 class WebhookIds:
     """The label, data row and project a webhook body names (None where absent)."""
 
-    __slots__ = ("data_row", "label", "project")
-
-    def __init__(self, label: str | None, data_row: str | None, project: str | None) -> None:
-        self.label, self.data_row, self.project = label, data_row, project
+    label: str | None
+    data_row: str | None
+    project: str | None
 
 
 def webhook_ids(body: Mapping[str, Any]) -> WebhookIds:

@@ -44,8 +44,8 @@ class ScaleAdapter(VendorAdapter):
         return self._interpret(body)
 
     def _interpret(self, body: Mapping[str, Any]) -> Callback:
-        task = body.get("task") if isinstance(body.get("task"), Mapping) else {}
-        assert isinstance(task, Mapping)
+        raw_task = body.get("task")
+        task: Mapping[str, Any] = raw_task if isinstance(raw_task, Mapping) else {}
         raw_id = body.get("task_id") or task.get("task_id") or task.get("id")
         if not isinstance(raw_id, str) or not raw_id.strip():
             raise BadRequest("Scale callback has no task_id", code="malformed_body")

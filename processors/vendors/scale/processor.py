@@ -93,10 +93,14 @@ class ScaleProcessor(Processor):
         out.write_json("result.json", response)
         extra: dict[str, Any] = {"scale": {"task_type": task.get("type"), "status": status}}
         if "labelMapping" in response:
-            extra["scale"].update(self._segmentation(api, response, out))
+            notes, summary = self._segmentation(api, response, out)
+            extra["scale"].update(notes)
+            extra["segmentation"] = summary
         return extra
 
-    def _segmentation(self, api: ScaleClient, response: Mapping[str, Any], out: JobWriter) -> dict[str, Any]:
+    def _segmentation(
+        self, api: ScaleClient, response: Mapping[str, Any], out: JobWriter
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         from processors.masks.decode import measure_instances
         from processors.masks.indexed import read_index_image
         from processors.masks.segmentation import write_frame_masks
@@ -127,12 +131,7 @@ class ScaleProcessor(Processor):
         summary = write_frame_masks(
             mapping.labelmap, [(0, masks)], lambda key, data: out.write(key, data, _content_type(key))
         )
-        return {
-            "index_image": kind,
-            "media": name,
-            "unknown_indexes": unknown,
-            "segmentation": summary.as_json(),
-        }
+        return {"index_image": kind, "media": name, "unknown_indexes": unknown}, summary.as_json()
 
     # -- poll and submit --------------------------------------------------------------------------
 
