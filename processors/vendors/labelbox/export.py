@@ -233,12 +233,15 @@ def paint_composite(
     packed = np.ascontiguousarray(rgba).view("<u4")[..., 0]
     opaque = packed >= 0x01000000
     colour = packed & np.uint32(0xFFFFFF)
-    table = sorted({o.color: o.number for o in objects if o.color is not None}.items())
-    keys = np.array([k for k, _ in table], dtype=np.uint32)
-    values = np.array([v for _, v in table], dtype=np.uint16)
-    position = np.minimum(np.searchsorted(keys, colour), len(keys) - 1)
-    hit = (keys[position] == colour) & opaque
-    instances[hit] = values[position[hit]]
+    # A 2^24-entry table (32 MiB, pages mapped lazily by np.zeros): one lookup per pixel.
+    lut = np.zeros(1 << 24, dtype=np.uint16)
+    for obj in objects:
+        if obj.color is not None:
+            lut[obj.color] = obj.number
+    found_numbers = lut[colour]
+    found_numbers *= opaque
+    hit = found_numbers != 0
+    np.copyto(instances, found_numbers, where=hit)
     unknown = opaque & ~hit & (colour != 0)
     if not unknown.any():
         return {}
