@@ -475,3 +475,27 @@ def test_adapter_dedupes_retries_but_not_an_audit_fix_that_changes_the_response(
     assert first.dedupe_key == retry.dedupe_key != fixed.dedupe_key
     assert first.dedupe_key.startswith(f"scale:{body['task_id']}:completed:")
     assert (first.job_id, first.kind, first.project) == (body["task_id"], "callback", "scale")
+
+
+def test_poll_enqueues_a_completed_task_whose_callback_never_came(
+    fake: tuple[FakeScale, LiveServer, LiveServer], tmp_path: Path, make_settings: Any
+) -> None:
+    vendor, api, bucket = fake
+    body = conformance_callback(api, bucket)
+    truth = serve_task(vendor, body)
+    vendor.add_task({"task_id": "t-open", "status": "pending", "type": "segmentannotation"})
+    environ = env(api.url, tmp_path)
+    settings = make_settings(**environ)
+    book = JobBook(open_store(settings.store_url))
+    for job_id in (TASK_ID, "t-open"):
+        book.note(source="scale", vendor="scale", job_id=job_id, project="scale", state="open")
+    result = run_cli("poll", "scale", "--json", environ=environ, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["enqueued"] == 1 and json.loads(result.stdout)["open"] == 1
+    with start(settings):
+        manifest = wait_manifest(tmp_path, TASK_ID)
+    assert manifest["segmentation"]["annotations"] == 4
+    check_output_set(job_dir(tmp_path, TASK_ID), truth)
+    assert not (job_dir(tmp_path, TASK_ID) / "callback.json").exists()
+    assert book.get("scale", TASK_ID).state == "completed"  # type: ignore[union-attr]
+    assert book.get("scale", "t-open").state == "open"  # type: ignore[union-attr]
