@@ -13,7 +13,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from processors.config import Settings
@@ -51,12 +51,18 @@ async def poll_source(
     *,
     on_job: Callable[[JobRecord], None] | None = None,
     clock: Callable[[], float] = time.time,
+    only: Collection[str] | None = None,
 ) -> PollSummary:
-    """One pass over the open jobs of ``source_name``."""
+    """One pass over the open jobs of ``source_name`` (or of those among ``only``, e.g. one batch's)."""
     source = settings.sources[source_name]
     deadline = float(source.options.get("deadline_seconds", 24 * 3600))
     summary = PollSummary()
-    jobs = [j for j in await asyncio.to_thread(book.list, source_name) if j.open and not j.enqueued]
+    if only is None:
+        records = await asyncio.to_thread(book.list, source_name)
+    else:  # read just those records: a batch is small, the book may hold every job ever submitted
+        found = [await asyncio.to_thread(book.get, source_name, job_id) for job_id in only]
+        records = [record for record in found if record is not None]
+    jobs = [j for j in records if j.open and not j.enqueued]
     for job in jobs:
         summary.checked += 1
         try:

@@ -199,7 +199,11 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(lease))
         metrics.in_flight.inc()
         try:
-            manifest = await run_in_daemon_thread(self.process, delivery)
+            if delivery.kind == "batch":
+                await self._batch(delivery)
+                manifest = None
+            else:
+                manifest = await run_in_daemon_thread(self.process, delivery)
         except asyncio.CancelledError:
             with contextlib.suppress(QueueUnavailable):
                 await asyncio.shield(self.queue.release(lease))
@@ -230,6 +234,15 @@ class Worker:
         finally:
             metrics.in_flight.dec()
             heartbeat.cancel()
+
+    async def _batch(self, delivery: Delivery) -> None:
+        """A callback naming a batch of jobs: record it; poll its jobs once (`processors.batches`)."""
+        from processors.batches import expand_batch
+
+        summary = await expand_batch(
+            self.settings, delivery, self.processor_for(delivery.source), self.queue, self.jobs
+        )
+        log.info("batch", extra={"delivery_id": delivery.id, "source": delivery.source, **summary})
 
     def process(self, delivery: Delivery) -> dict[str, Any] | None:
         """Run the processor for ``delivery`` and write its manifest; blocking, raises Retryable/Permanent.

@@ -138,6 +138,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/hooks/{source}", post_only, methods=["POST"]),
+            Route("/hooks/{source}/", post_only, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),

@@ -73,8 +73,15 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _source_name(path: str) -> str:
+    """``/hooks/<source>`` or ``/hooks/<source>/``: super.AI documents callback URLs with a trailing
+    slash, other vendors without, so both reach the same source (one slash only: ``a//`` is no name)."""
+    name = path[len(PREFIX) :]
+    return name[:-1] if name.endswith("/") else name
+
+
 class Intake:
-    """Pure ASGI: handles `POST /hooks/<source>`, passes everything else to ``app``."""
+    """Pure ASGI: handles `POST /hooks/<source>[/]`, passes everything else to ``app``."""
 
     def __init__(
         self,
@@ -104,14 +111,14 @@ class Intake:
             status, body = await self._intake(scope, receive)
         except ReceiverError as exc:
             status, body = exc.status_code, _dump({"error": exc.code, "detail": exc.detail})
-            self.counters.reject(scope["path"][len(PREFIX) :], exc.code)
+            self.counters.reject(_source_name(scope["path"]), exc.code)
             if status == 401:
                 log.info("rejected", extra={"path": scope["path"], "reason": exc.code})
         except _Disconnected:
             return  # the vendor hung up before sending its body: nothing to answer, nothing stored
         except Exception:  # never a traceback to the vendor
             log.exception("unhandled error", extra={"path": scope["path"]})
-            self.counters.reject(scope["path"][len(PREFIX) :], "internal_error")
+            self.counters.reject(_source_name(scope["path"]), "internal_error")
             status, body = 500, _dump({"error": "internal_error", "detail": "internal error"})
         # After a 413 the rest of the oversized body is not read: close the connection.
         start, content = json_messages(status, body, close=status == 413)
@@ -121,7 +128,7 @@ class Intake:
             self.counters.observe_ack(time.perf_counter() - started)
 
     async def _intake(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        name = scope["path"][len(PREFIX) :]
+        name = _source_name(scope["path"])
         adapter = self.adapters.get(name)
         counters = self.counters
         counters.received[counters.source(name)] += 1

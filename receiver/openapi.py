@@ -36,7 +36,10 @@ def openapi_schema(version: str) -> dict[str, Any]:
             "/hooks/{source}": {
                 "post": {
                     "summary": "Receive a vendor callback",
-                    "description": "Verified per the source's vendor rules, made durable, then acknowledged.",
+                    "description": (
+                        "Verified per the source's vendor rules, made durable, then acknowledged. "
+                        "`/hooks/{source}/` (trailing slash, as super.AI requires) is the same endpoint."
+                    ),
                     "parameters": [
                         {
                             "name": "source",

@@ -20,8 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from processors.config import ConfigError, Secret, SourceConfig, load_settings
+from processors.errors import Permanent
 from processors.queue import open_queue
 from processors.store import open_store
 from processors.worker import Worker
@@ -428,6 +433,33 @@ def test_export_polls_until_finished_and_streams_the_archive_from_another_origin
     assert len(bucket) == 1 and "authorization" not in bucket[0] and bucket[0]["host"].startswith("localhost")
 
 
+def test_export_result_url_on_another_origin_gets_no_token(
+    make_settings: Any, fake: tuple[FakeCvat, LiveServer], tmp_path: Path
+) -> None:
+    """CVAT builds result_url from its own idea of its host; the key goes to the configured origin only."""
+    cvat, api = fake
+    seen: list[dict[str, str]] = []
+
+    async def download(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return Response(cvat.export.archive, media_type="application/zip")
+
+    cvat.export.archive = b"zip-from-elsewhere" * 100
+    foreign = Starlette(routes=[Route("/api/jobs/{id}/dataset/download", download, methods=["GET"])])
+    export = {"LABELHOOK_CVAT_MODE": "export", "LABELHOOK_CVAT_EXPORT_FORMAT": "COCO 1.0"}
+    with LiveServer(foreign) as other:  # same host, another port: another origin
+        cvat.export.result_origin = other.url
+        body = webhook(job_object())
+        with service(make_settings, api.url, LABELHOOK_CVAT_EXPORT_POLL_SECONDS="0.05", **export) as live:
+            assert post(live.url, body, signed(body)).status_code == 202
+            archive = tmp_path / "out" / "cvat" / "3" / "42" / "media" / "job-42-coco-1.0.zip"
+            wait_for(lambda: (archive.parent.parent / "manifest.json").exists(), what="manifest")
+    assert archive.read_bytes() == cvat.export.archive
+    assert len(seen) == 1 and "authorization" not in seen[0]
+    api_calls = [headers for _, path, headers in cvat.seen if path.startswith("/api/")]
+    assert api_calls and all(h["authorization"] == "Token cvat-test-token" for h in api_calls)
+
+
 def test_failed_export_is_a_dead_letter_with_its_message(
     make_settings: Any, fake: tuple[FakeCvat, LiveServer], tmp_path: Path
 ) -> None:
@@ -447,5 +479,28 @@ def test_frames_and_pages_are_read_as_documented(tmp_path: Path) -> None:
 
     meta = {"frames": [{"width": 4, "height": 3}, {"width": 5, "height": 6}], "deleted_frames": [11]}
     assert job_frames({"start_frame": 10, "stop_frame": 11}, meta) == [(10, 4, 3)]
-    gt = {"frames": [{"width": 4, "height": 3}] * 2, "included_frames": [3, 9]}
-    assert job_frames({"start_frame": 0, "stop_frame": 20}, gt) == [(3, 4, 3), (9, 4, 3)]
+    # CVAT lists a size for every image of the job's range; a ground-truth job's frames are included_frames.
+    sizes = [{"width": 4 + n, "height": 3, "name": "placeholder.jpg"} for n in range(21)]
+    gt = {"frames": sizes, "included_frames": [9, 3]}
+    assert job_frames({"start_frame": 0, "stop_frame": 20}, gt) == [(3, 7, 3), (9, 13, 3)]
+    shifted = {"frames": sizes[:5], "included_frames": [12, 14]}
+    assert job_frames({"start_frame": 10, "stop_frame": 14}, shifted) == [(12, 6, 3), (14, 8, 3)]
+    floats = {"frames": [{"width": 4.0, "height": 3.0}]}  # one size: a video
+    assert job_frames({"start_frame": 0.0, "stop_frame": 2}, floats) == [(0, 4, 3), (1, 4, 3), (2, 4, 3)]
+    for bad in (
+        {"frames": sizes[:3], "included_frames": [1]},  # 3 sizes for a range of 21
+        {"frames": sizes, "included_frames": [25]},  # outside the range
+        {"frames": [{"width": 4.5, "height": 3}]},  # not a whole number
+    ):
+        with pytest.raises(Permanent):
+            job_frames({"start_frame": 0, "stop_frame": 20}, bad)
+
+
+def test_the_token_goes_to_the_api_origin_only() -> None:
+    from processors.vendors.cvat.api import CvatClient
+
+    client = CvatClient(None, "https://cvat.example/", "k")  # type: ignore[arg-type]
+    assert client.same_origin("https://cvat.example:443/api/jobs/1/dataset/download?rq_id=x")
+    assert client.same_origin("https://CVAT.example/other")
+    for url in ("http://cvat.example/x", "https://cvat.example:8443/x", "https://cvat.example.evil/x"):
+        assert not client.same_origin(url), url

@@ -382,7 +382,8 @@ def test_submit_records_jobs_and_registers_the_tokenised_callback_url(
         assert result.returncode == 0, result.stderr
         [sent] = vendor.requests_to("/v1/apps/app-1/jobs", "POST")
         body = json.loads(sent.body)
-        assert body["callbackUrl"] == f"{live.url}/hooks/superai?token={TOKEN}"
+        # super.AI's callback docs: the URL "must … end with a trailing slash".
+        assert body["callbackUrl"] == f"{live.url}/hooks/superai/?token={TOKEN}"
         assert (body["inputs"], body["metadata"], body["tags"]) == (
             payload["inputs"],
             payload["metadata"],
@@ -425,3 +426,29 @@ def test_poll_picks_up_a_completed_job_whose_callback_never_came_exactly_once(
     assert (job_dir(tmp_path, "50") / "media" / "r.txt").read_bytes() == b"result 50"
     assert book.get("superai", "50").state == "completed"  # type: ignore[union-attr]
     assert book.get("superai", "51").state == "open"  # type: ignore[union-attr]
+
+
+def test_v2_bodies_are_parsed_strictly() -> None:
+    from processors.config import Secret, SourceConfig
+    from receiver.errors import BadRequest
+    from receiver.vendors import IncomingRequest
+    from receiver.vendors.superai import SuperAIAdapter
+
+    adapter = SuperAIAdapter(SourceConfig("superai", "superai", (Secret(TOKEN),)))
+
+    def verify(body: dict[str, Any]) -> Any:
+        request = IncomingRequest({}, {"token": TOKEN}, json.dumps(body).encode())
+        return adapter.verify(request, 0.0)
+
+    batch = {"version": "2", "entityType": "batch", "entityId": "b-1", "state": "COMPLETED", "appId": "a-1"}
+    callback = verify(batch)
+    assert (callback.kind, callback.job_id, callback.project, callback.dedupe_key) == (
+        "batch",
+        "b-1",
+        "a-1",
+        "superai:batch:b-1:completed",
+    )
+    assert verify({**batch, "version": 2}).kind == "batch"  # a number is the same version
+    for bad in ({**batch, "version": "3"}, {**batch, "entityId": ""}, {**batch, "state": None}):
+        with pytest.raises(BadRequest):
+            verify(bad)

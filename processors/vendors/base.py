@@ -56,6 +56,8 @@ class Processor(ABC):
 
     #: The callback URL needs the source's token in its query (the vendor cannot sign its callbacks).
     callback_token_in_url = False
+    #: The vendor documents callback URLs ending in a slash (super.AI: "…/callbacks/").
+    callback_trailing_slash = False
 
     def __init__(self, source: SourceConfig, settings: Settings, *, fetcher: Fetcher | None = None) -> None:
         self.source = source
@@ -72,10 +74,13 @@ class Processor(ABC):
         return self._fetcher
 
     def callback_url(self) -> str | None:
-        """`LABELHOOK_PUBLIC_URL/hooks/<source>`, plus `?token=` where the vendor cannot sign callbacks."""
+        """`LABELHOOK_PUBLIC_URL/hooks/<source>` (with a trailing slash where the vendor's docs demand
+        one), plus `?token=` where the vendor cannot sign callbacks."""
         if not self.settings.public_url:
             return None
         url = f"{self.settings.public_url}/hooks/{self.source.name}"
+        if self.callback_trailing_slash:
+            url += "/"
         if self.callback_token_in_url and self.source.secrets:
             url += "?token=" + urllib.parse.quote(self.source.secrets[0].reveal(), safe="")
         return url
@@ -100,6 +105,14 @@ class Processor(ABC):
         """
         submitted = self.submit(payload, callback_url)
         return len(submitted), iter(submitted)
+
+    def batch_jobs(self, delivery: Delivery) -> list[str]:
+        """The ids of the jobs of the batch a ``kind="batch"`` delivery names; blocking.
+
+        Batch callbacks name no job; the worker records each job and polls it once, so the finished
+        ones are enqueued under their own completion key (exactly once with their own callbacks).
+        """
+        raise Permanent(f"vendor {self.source.vendor!r} has no batch callbacks")
 
     def poll(self, job: JobRecord) -> PollResult:
         """Ask the vendor for one job's state; blocking; Retryable on 429/5xx/network."""

@@ -66,6 +66,8 @@ class SuperAIAdapter(VendorAdapter):
             raise Unauthorized("the signature does not match super.AI's public key", code="invalid_signature")
 
     def _interpret(self, body: Any) -> Callback:
+        if isinstance(body, dict) and "version" in body and "entityType" in body:
+            return self._v2(body)
         if isinstance(body, dict) and isinstance(body.get("jobs"), list):
             body = body["jobs"]  # a batch (v2) wrapper
         if isinstance(body, list):
@@ -116,6 +118,40 @@ class SuperAIAdapter(VendorAdapter):
             state="BATCH",
             kind="state",
             meta={"job_state": "open", "batch": [{"id": j, "state": s} for j, s in jobs]},
+        )
+
+    def _v2(self, body: Mapping[str, Any]) -> Callback:
+        """A v2 callback, ``{"version": "2", "entityType": "batch", "entityId", "state", "appId"}``.
+
+        Batch callbacks (set project-wide, so they share the job callbacks' URL) report that a batch
+        was ingested: ``COMPLETED``, ``PARTIAL_FAILURE`` or ``FAILED``. They name no job, so the
+        worker looks the batch's jobs up (kind ``batch``); other entity types are acknowledged and
+        not stored, as super.AI asks receivers to handle ``entityType`` explicitly.
+        """
+        version, entity_type = body.get("version"), body.get("entityType")
+        if str(version) != "2" or not isinstance(entity_type, str):
+            raise BadRequest("v2 callback needs version '2' and an entityType string", code="malformed_body")
+        entity_id, state = body.get("entityId"), body.get("state")
+        if not isinstance(entity_id, str | int) or isinstance(entity_id, bool) or not str(entity_id).strip():
+            raise BadRequest("v2 callback has no entityId", code="malformed_body")
+        if not isinstance(state, str) or not state.strip():
+            raise BadRequest("v2 callback has no 'state'", code="malformed_body")
+        entity_id, state = str(entity_id).strip(), state.strip()
+        if entity_type.lower() != "batch":
+            return Callback(
+                dedupe_key=f"{self.source.name}:v2:{entity_type}:{entity_id}:{state.lower()}",
+                job_id=entity_id,
+                project=self._project(body),
+                state=state,
+                enqueue=False,
+            )
+        return Callback(
+            dedupe_key=f"{self.source.name}:batch:{entity_id}:{state.lower()}",
+            job_id=entity_id,
+            project=self._project(body),
+            state=state,
+            kind="batch",
+            meta={"batch_id": entity_id, "batch_state": state, "version": "2"},
         )
 
     def _project(self, body: Mapping[str, Any]) -> str:

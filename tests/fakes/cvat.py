@@ -6,7 +6,9 @@
 ``{rq_id}``, ``GET /api/requests/{rq_id}`` (queued/started for a configurable number of polls, then
 finished with ``result_url`` or failed with ``message``), and the download, which redirects to a
 signed URL on the *other* loopback origin (``localhost`` vs ``127.0.0.1``) that refuses requests
-carrying credentials. Faults (status + headers, e.g. 429 with Retry-After, 503) are queued per path.
+carrying credentials; ``FakeExport.result_origin`` makes ``result_url`` name another origin altogether,
+as a CVAT behind a proxy does. Labels are a job's own (``FakeCvatJob.labels``) or the shared list.
+Faults (status + headers, e.g. 429 with Retry-After, 503) are queued per path.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class FakeExport:
     polls_before_finish: int = 2  # answers of "started" before "finished"
     fail_message: str | None = None  # finish as "failed" with this message instead
     archive: bytes = b"PK\x05\x06" + bytes(18)  # an empty zip by default
+    #: Origin (``http://host:port``) the finished ``result_url`` names instead of this server's own:
+    #: CVAT builds it from its configured host, which behind a proxy may be another origin entirely.
+    result_origin: str | None = None
     polls: int = 0
 
 
@@ -38,6 +43,7 @@ class FakeCvatJob:
     job: dict[str, Any]
     annotations: Any
     meta: dict[str, Any]
+    labels: list[dict[str, Any]] | None = None  # the job's task/project labels; None: FakeCvat.labels
 
 
 @dataclass
@@ -91,16 +97,18 @@ def build_app(fake: FakeCvat) -> Starlette:
     async def labels(request: Request) -> Response:
         if (denied := check(request)) is not None:
             return denied
-        if request.query_params.get("job_id") not in fake.jobs:
+        found = fake.jobs.get(request.query_params.get("job_id", ""))
+        if found is None:
             return _not_found()
+        all_labels = fake.labels if found.labels is None else found.labels
         page = int(request.query_params.get("page", "1"))
         size = min(int(request.query_params.get("page_size", "10")), fake.page_size_cap)
-        chunk = fake.labels[(page - 1) * size : page * size]
-        more = page * size < len(fake.labels)
+        chunk = all_labels[(page - 1) * size : page * size]
+        more = page * size < len(all_labels)
         base = str(request.url.remove_query_params("page"))
         return JSONResponse(
             {
-                "count": len(fake.labels),
+                "count": len(all_labels),
                 "next": f"{base}&page={page + 1}" if more else None,
                 "previous": None,
                 "results": chunk,
@@ -133,6 +141,8 @@ def build_app(fake: FakeCvat) -> Starlette:
             else:
                 job_id = rq_id.split("-", 2)[1]
                 result_url = str(request.url_for("download", id=job_id)) + f"?rq_id={rq_id}"
+                if export.result_origin is not None:
+                    result_url = export.result_origin + "/api/" + result_url.split("/api/", 1)[1]
                 body.update(status="finished", progress=1.0, result_url=result_url)
         return JSONResponse(body)
 

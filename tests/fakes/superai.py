@@ -1,7 +1,7 @@
 """A fake super.AI API (Starlette) for tests: jobs, job responses, signed data URLs, fault injection.
 
 Follows the public API: ``API-KEY`` header checked (401), unknown ids 404, ``POST /v1/apps/{app}/jobs``,
-``GET /v1/jobs/{id}``, ``GET /v1/jobs/{id}/response``, ``GET /v1/data/url?path=data://…&secondsTtl=``
+``GET /v1/apps/{app}/batches/{batch}``, ``GET /v1/jobs/{id}``, ``GET /v1/jobs/{id}/response``, ``GET /v1/data/url?path=data://…&secondsTtl=``
 answering ``{ownerId, path, signedUrl}``. Signed URLs point at the *other* loopback origin
 (``localhost`` when called on ``127.0.0.1`` and vice versa), carry an HMAC and an expiry, and answer
 403 once expired, like a cloud bucket. Faults (429 with Retry-After, 5xx) are queued per path.
@@ -48,6 +48,9 @@ class FakeSuperAI:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     faults: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    #: ``(app id, batch id)`` → the answer of ``GET /v1/apps/{app}/batches/{batch}`` (the SDK's
+    #: ``fetch_batch_job``); its layout is not published, ``jobIds`` is labelhook's assumption.
+    batches: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: The next N signed URLs are issued already expired (a slow worker, a clock skew).
     expire_next: int = 0
     next_id: int = 1000
@@ -75,6 +78,7 @@ class FakeSuperAI:
         return Starlette(
             routes=[
                 Route("/v1/apps/{app_id}/jobs", self._create, methods=["POST"]),
+                Route("/v1/apps/{app_id}/batches/{batch_id}", self._batch, methods=["GET"]),
                 Route("/v1/jobs/{job_id}", self._job, methods=["GET"]),
                 Route("/v1/jobs/{job_id}/response", self._response, methods=["GET"]),
                 Route("/v1/data/url", self._data_url, methods=["GET"]),
@@ -113,6 +117,14 @@ class FakeSuperAI:
             self.jobs[job_id] = FakeJob("SCHEDULED")
             created.append({"id": int(job_id), "uuid": f"uuid-{job_id}", "state": "SCHEDULED"})
         return JSONResponse({"batchId": "batch-1", "jobs": created}, status_code=200)
+
+    async def _batch(self, request: Request) -> Response:
+        if (early := await self._record(request)) is not None:
+            return early
+        answer = self.batches.get((request.path_params["app_id"], request.path_params["batch_id"]))
+        if answer is None:
+            return JSONResponse({"error": "Batch not found"}, status_code=404)
+        return JSONResponse(answer)
 
     async def _job(self, request: Request) -> Response:
         if (early := await self._record(request)) is not None:

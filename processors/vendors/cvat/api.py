@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+import httpx
+
 from processors.errors import Permanent, Retryable
 from processors.fetch import HTTPStatusPermanent, HTTPStatusRetryable
 
@@ -100,11 +102,22 @@ class CvatClient:
         """``GET /api/requests/{rq_id}``: ``status`` queued/started/finished/failed, ``result_url``…"""
         return _object(self.get_json(f"requests/{quote(rq_id, safe='')}", what="export request"), "request")
 
+    def same_origin(self, url: str) -> bool:
+        """Whether ``url`` is on the configured API origin (scheme, host and port), the only place
+        the API key may go."""
+        return _origin(httpx.URL(url)) == _origin(httpx.URL(self._base))
+
     @contextlib.contextmanager
     def open_download(self, url: str) -> Iterator[Stream]:
-        """Stream an export's ``result_url`` (same origin: with the key; redirected elsewhere: without)."""
+        """Stream an export's ``result_url``: with the key only on the API origin.
+
+        CVAT answers a ``result_url`` built from its own idea of its host; behind a proxy, or from a
+        hostile server, that may be any origin, and the key must not follow it there. A same-origin
+        download that redirects elsewhere (a signed cloud-storage URL) loses the key on the way.
+        """
+        headers = {"Authorization": self._auth} if self.same_origin(url) else {}
         try:
-            with self._fetcher.open_stream(url, headers={"Authorization": self._auth}) as stream:
+            with self._fetcher.open_stream(url, headers=headers) as stream:
                 yield stream
         except HTTPStatusPermanent as exc:
             raise HTTPStatusPermanent(
@@ -124,6 +137,11 @@ class CvatClient:
             raise Retryable(f"CVAT {what}: {exc.reason}", retry_after=exc.retry_after) from exc
         except Permanent as exc:
             raise Permanent(f"CVAT {what}: {exc.reason}") from exc
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host.lower(), url.port if url.port is not None else default
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

@@ -180,35 +180,55 @@ def build_cvat_labelmap(labels: Sequence[Mapping[str, Any]], shapes: JobShapes) 
 def job_frames(job: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tuple[int, int, int]]:
     """``(frame number, width, height)`` of every frame of the job, deleted frames left out.
 
-    Frame numbers are the task's (those in the annotations): ``included_frames`` when the data meta
-    lists them (ground-truth jobs), else ``start_frame..stop_frame`` of the job. The meta's ``frames``
-    holds one size per frame, or a single size for a video.
+    Read as CVAT's ``JobViewSet.metadata`` builds the answer: frame numbers are the task's (those in
+    the annotations); the job's frames are ``included_frames`` when listed (ground-truth and other
+    non-contiguous jobs), else ``start_frame..stop_frame`` of the job. ``frames`` holds one size for
+    *every* image from the job's ``start_frame`` to its ``stop_frame`` — images outside a
+    non-contiguous job are ``placeholder.jpg`` entries — so a frame's size is
+    ``frames[frame - start_frame]``; a video lists a single size for all its frames.
     """
     sizes = meta.get("frames")
     if not isinstance(sizes, list) or not sizes:
         raise Permanent("CVAT data meta has no frames list")
-    included = meta.get("included_frames")
     try:
+        start = _whole(job.get("start_frame", meta.get("start_frame", 0)))
+        stop = _whole(job.get("stop_frame", meta.get("stop_frame", start + len(sizes) - 1)))
+        included = meta.get("included_frames")
         if isinstance(included, list) and included:
-            numbers = [int(n) for n in included]
+            numbers = sorted({_whole(n) for n in included})
         else:
-            start = int(job.get("start_frame", meta.get("start_frame", 0)))
-            stop = int(job.get("stop_frame", meta.get("stop_frame", start + len(sizes) - 1)))
             numbers = list(range(start, stop + 1))
-        deleted = {int(n) for n in meta.get("deleted_frames") or []}
-        if len(sizes) == 1:
-            dims = [(int(sizes[0]["width"]), int(sizes[0]["height"]))] * len(numbers)
-        elif len(sizes) == len(numbers):
-            dims = [(int(size["width"]), int(size["height"])) for size in sizes]
-        else:
-            raise Permanent(
-                f"CVAT data meta lists {len(sizes)} frame sizes for a job of {len(numbers)} frames"
-            )
+        deleted = {_whole(n) for n in meta.get("deleted_frames") or []}
+        dims = [(_whole(size["width"]), _whole(size["height"])) for size in sizes]
     except (KeyError, TypeError, ValueError):
         raise Permanent("CVAT job or data meta has malformed frame numbers or sizes") from None
-    if any(w <= 0 or h <= 0 for w, h in dims):
+    outside = [n for n in numbers if not start <= n <= stop]
+    if outside:
+        raise Permanent(f"CVAT job frames {outside[:5]} lie outside its range {start}..{stop}")
+    if len(dims) != 1 and len(dims) != stop - start + 1:
+        raise Permanent(
+            f"CVAT data meta lists {len(dims)} frame sizes for the job's range {start}..{stop} "
+            f"({stop - start + 1} frames)"
+        )
+    frames = [(n, *dims[0 if len(dims) == 1 else n - start]) for n in numbers if n not in deleted]
+    if any(w <= 0 or h <= 0 for _, w, h in frames):
         raise Permanent("CVAT data meta has a frame with zero width or height")
-    return [(n, w, h) for n, (w, h) in zip(numbers, dims, strict=True) if n not in deleted]
+    return frames
+
+
+def _whole(value: Any) -> int:
+    """An integer sent as a JSON int or an integral float (``1920.0``); bools and fractions refused."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise TypeError(value)
 
 
 def _content_type(key: str) -> str:

@@ -63,6 +63,11 @@ class SuperAIClient:
     def job(self, job_id: str) -> tuple[bytes, Any]:
         return self.get_json(f"jobs/{quote(job_id, safe='')}", what=f"super.AI job {job_id}")
 
+    def batch(self, app_id: str, batch_id: str) -> tuple[bytes, Any]:
+        """``GET /v1/apps/{app}/batches/{batch}``: a submitted batch and its jobs."""
+        path = f"apps/{quote(app_id, safe='')}/batches/{quote(batch_id, safe='')}"
+        return self.get_json(path, what=f"super.AI batch {batch_id}")
+
     def job_response(self, job_id: str) -> tuple[bytes, Any]:
         return self.get_json(
             f"jobs/{quote(job_id, safe='')}/response", what=f"super.AI job {job_id} response"

@@ -98,6 +98,7 @@ class SuperAIProcessor(Processor):
     """Writes ``callback.json`` (or ``job.json`` for polls), ``result.json``, ``media/…`` and masks."""
 
     callback_token_in_url = True
+    callback_trailing_slash = True  # their callback docs: "must … end with a trailing slash"
 
     @property
     def api(self) -> SuperAIClient:
@@ -216,6 +217,28 @@ class SuperAIProcessor(Processor):
         reason = f"super.AI state {vendor_state}" if state == "failed" else None
         return PollResult(state=state, vendor_state=vendor_state, reason=reason, body=raw)
 
+    def batch_jobs(self, delivery: Delivery) -> list[str]:
+        """``GET /v1/apps/{app}/batches/{batch}`` (the SDK's ``fetch_batch_job``) → the batch's job ids.
+
+        The app is the callback's ``appId`` (or the configured APP_ID); the job ids are read from the
+        answer as from a create-jobs answer (``jobIds``, ``jobs``, ``data`` …).
+        """
+        batch_id = str(delivery.meta.get("batch_id") or delivery.job_id)
+        app_id = self._app_of(delivery)
+        _, answer = self.api.batch(app_id, batch_id)
+        return batch_job_ids(answer, batch_id)
+
+    def _app_of(self, delivery: Delivery) -> str:
+        try:
+            body = json.loads(delivery.body)
+        except ValueError:
+            body = None
+        app_id = body.get("appId") if isinstance(body, dict) else None
+        app_id = app_id or self.source.options.get("app_id") or self.source.options.get("project_id")
+        if not isinstance(app_id, str) or not app_id:
+            raise Permanent("super.AI batch callback has no appId and no APP_ID is configured")
+        return app_id
+
     def project_name(self) -> str:
         return self.source.options.get("project_id") or self.source.options.get("app_id") or self.source.name
 
@@ -245,6 +268,18 @@ def submit_body(payload: Any, callback_url: str | None) -> dict[str, Any]:
     if callback_url:
         body["callbackUrl"] = callback_url
     return body
+
+
+def batch_job_ids(answer: Any, batch_id: str) -> list[str]:
+    """The job ids a batch answer lists (``jobIds``/``ids`` of ids, or ``jobs``/``data``/``content`` of
+    job objects), in order, once each; `Permanent` when it lists none in a known field."""
+    if isinstance(answer, dict):
+        for key in ("jobIds", "job_ids", "ids", "jobs", "data", "content"):
+            if isinstance(answer.get(key), list):
+                return list(dict.fromkeys(job_id for job_id, _, _ in created_jobs(answer[key])))
+    elif isinstance(answer, list):
+        return list(dict.fromkeys(job_id for job_id, _, _ in created_jobs(answer)))
+    raise Permanent(f"super.AI batch {batch_id}: the API answer lists no jobs (jobIds, jobs, data)")
 
 
 def created_jobs(answer: Any) -> list[tuple[str, str, dict[str, Any]]]:
