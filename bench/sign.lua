@@ -1,6 +1,6 @@
 -- wrk script: every request is a fresh Standard Webhooks delivery (unique webhook-id, current
 -- timestamp, HMAC-SHA256 signature computed here with OpenSSL through LuaJIT's FFI).
--- args: <key hex> <body file> <path>
+-- args: <key hex> <body file> <path> [<ms between a connection's requests>]
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct evp_md_st EVP_MD;
@@ -19,6 +19,7 @@ local function b64(ptr, n)
 end
 
 local key, body, path
+local pause = 0
 local counter = 0
 local thread_id = tostring(math.random(1, 2 ^ 30))
 local md = ffi.new("unsigned char[32]")
@@ -31,6 +32,7 @@ function init(args)
   body = f:read("*a")
   f:close()
   path = args[3]
+  pause = tonumber(args[4] or "0")
   math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
   thread_id = tostring(math.random(1, 2 ^ 30))
 end
@@ -48,6 +50,11 @@ function request()
     ["webhook-timestamp"] = ts,
     ["webhook-signature"] = sig,
   }, body)
+end
+
+-- Paced mode (bench/ingest.py --scrape-case): each connection waits this long before its next request.
+function delay()
+  return pause
 end
 
 local statuses = {}

@@ -96,6 +96,8 @@ class Settings:
     public_url: str | None = None
     aws_endpoint_url: str | None = None
     demo_secret_in_use: bool = False
+    body_retention_seconds: float = 7 * 86400.0
+    row_retention_seconds: float = 30 * 86400.0
 
     def source(self, name: str) -> SourceConfig | None:
         return self.sources.get(name)
@@ -200,6 +202,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             demo_secret_in_use = True
         sources = {DEMO_SOURCE: _load_source(demo_env, DEMO_SOURCE)}
     token = env.get("LABELHOOK_DASHBOARD_TOKEN")
+    # Finished deliveries lose their bodies after the first, their rows (the dedupe horizon) after the
+    # second; a row without its body is still a dedupe key, so rows must outlive bodies.
+    body_retention = _float(env, "LABELHOOK_BODY_RETENTION_SECONDS", 7 * 86400.0, minimum=1.0)
+    row_retention = _float(env, "LABELHOOK_ROW_RETENTION_SECONDS", 30 * 86400.0, minimum=1.0)
+    if row_retention < body_retention:
+        raise ConfigError(
+            "LABELHOOK_ROW_RETENTION_SECONDS must be at least LABELHOOK_BODY_RETENTION_SECONDS"
+            f" ({row_retention:g} < {body_retention:g})"
+        )
     return Settings(
         port=_int(env, "PORT", 8000, minimum=0),
         host=env.get("HOST") or None,
@@ -224,4 +235,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         public_url=_http_url("LABELHOOK_PUBLIC_URL", env.get("LABELHOOK_PUBLIC_URL")),
         aws_endpoint_url=_http_url("AWS_ENDPOINT_URL", env.get("AWS_ENDPOINT_URL")),
         demo_secret_in_use=demo_secret_in_use,
+        body_retention_seconds=body_retention,
+        row_retention_seconds=row_retention,
     )

@@ -127,17 +127,25 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "labelhook_queue_depth",
-            "Deliveries in the queue by status (read at scrape)",
+            "Deliveries in the queue by status (refreshed every second)",
             ["status"],
+            registry=r,
+        )
+        self.queue_disk_bytes = Gauge(
+            "labelhook_queue_disk_bytes",
+            "Bytes the queue holds on local disk: database, WAL and intake journal",
             registry=r,
         )
 
     def source(self, name: str) -> str:
         return name if name in self.sources else UNKNOWN_SOURCE
 
-    def render(self, depth: Mapping[str, int] | None = None) -> bytes:
-        """The exposition text; ``depth`` is `Queue.depth()` read just now (None: queue unreachable)."""
+    def render(self, depth: Mapping[str, int] | None = None, disk_bytes: int | None = None) -> bytes:
+        """The exposition text; ``depth`` and ``disk_bytes`` are the queue's latest figures
+        (`Queue.gauges`, None: unknown or unreachable)."""
         if depth is not None:
             for status, count in depth.items():
                 self.queue_depth.labels(status=status).set(count)
+        if disk_bytes is not None:
+            self.queue_disk_bytes.set(disk_bytes)
         return generate_latest(self.registry)

@@ -108,6 +108,9 @@ class Worker:
         """Claim and process until stopped; then drain, release leftovers and return."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        # After a crash, temporaries of interrupted writes may be left in job folders: sweep them once.
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.store.sweep_temporary)
         pollers = [asyncio.create_task(self._poll(name)) for name in self.polled_sources()]
         in_flight: set[asyncio.Task[None]] = set()
         concurrency = self.settings.worker_concurrency

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp
 
 from processors.config import Settings
 from processors.metrics import CONTENT_TYPE, Metrics
-from processors.queue import Queue, QueueUnavailable
-from processors.store import Store, StoreError
+from processors.queue import Queue
+from processors.store import Store
 from processors.version import VERSION
 from processors.worker import Worker
 from receiver.dashboard import DashboardAuth, dashboard_routes
@@ -33,6 +33,7 @@ from receiver.errors import NotFound, ReceiverError, error_response
 from receiver.intake import Intake
 from receiver.middleware import BodyLimitMiddleware
 from receiver.openapi import openapi_schema
+from receiver.readiness import Readiness
 from receiver.vendors import ADAPTERS, VendorAdapter
 
 log = logging.getLogger("labelhook.receiver")
@@ -68,20 +69,12 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    # Both probes read figures a background task refreshes (receiver/readiness.py): a scrape never
+    # reads a backend, so it can neither stall the loop nor wait on a lock.
+    readiness = Readiness(queue, store)
+
     async def readyz(request: Request) -> Response:
-        checks: dict[str, Any] = {}
-        ok = True
-        try:
-            await queue.ping()
-            checks["queue"] = "ok"
-            checks["depth"] = await queue.depth()
-        except QueueUnavailable as exc:
-            ok, checks["queue"] = False, str(exc)
-        try:
-            await asyncio.to_thread(store.ping)
-            checks["store"] = "ok"
-        except StoreError as exc:
-            ok, checks["store"] = False, exc.reason
+        ok, checks = readiness.report()
         if not ok:
             return JSONResponse({"error": "not_ready", "detail": checks}, status_code=503)
         return JSONResponse({"status": "ready", **checks})
@@ -95,11 +88,10 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         if metrics_auth is not None:
             metrics_auth.require(request)
-        try:
-            depth: dict[str, int] | None = await queue.depth()
-        except QueueUnavailable:
-            depth = None
-        return Response(metrics.render(depth), headers={"Content-Type": CONTENT_TYPE})
+        gauges = readiness.gauges
+        depth = gauges.depth if gauges is not None and gauges.problem is None else None
+        disk_bytes = gauges.disk_bytes if gauges is not None else None
+        return Response(metrics.render(depth, disk_bytes), headers={"Content-Type": CONTENT_TYPE})
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(schema)
@@ -121,7 +113,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await readiness.refresh()  # ready or not, /readyz has an answer from the first request
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(fn()) for fn in background]
+        tasks.append(asyncio.create_task(readiness.run()))
         worker_task = asyncio.create_task(worker.run()) if worker is not None else None
         try:
             yield

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -124,8 +125,20 @@ def serving(tmp: Path, **env: str) -> Iterator[int]:
         wait_for(lambda: is_up(f"http://127.0.0.1:{port}"), timeout=30, what="labelhook serve up")
         yield port
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 30.0) -> None:
+    """Stop a process a test started: ``sig``, then SIGKILL if it has not exited after ``grace``
+    seconds. Always reaps it, so a failing test never leaves a process behind."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def free_port() -> int:

@@ -29,6 +29,7 @@ from tests.support import (
     queue_rows,
     run_cli,
     sign,
+    stop,
     wait_for,
 )
 
@@ -51,9 +52,10 @@ def test_worker_killed_while_holding_leases_loses_nothing(tmp_path: Path) -> Non
         rows = queue_rows(db).values()
         return any(s == "leased" for s, _ in rows) and sum(s == "done" for s, _ in rows) >= 10
 
-    wait_for(in_flight, timeout=30, interval=0.005, what="worker mid-way with leases held")
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(10)
+    try:
+        wait_for(in_flight, timeout=60, interval=0.005, what="worker mid-way with leases held")
+    finally:
+        stop(worker, signal.SIGKILL)
     at_kill = queue_rows(db)
     held = [k for k, (status, _) in at_kill.items() if status == "leased"]
     assert held, "the worker held no lease when killed"
@@ -62,8 +64,7 @@ def test_worker_killed_while_holding_leases_loses_nothing(tmp_path: Path) -> Non
     try:
         wait_for(lambda: all(s == "done" for s, _ in queue_rows(db).values()), timeout=60, what="all done")
     finally:
-        restarted.send_signal(signal.SIGTERM)
-        restarted.wait(30)
+        stop(restarted)
     final = queue_rows(db)
     for key in held:
         assert final[key] == ("done", 2), final[key]  # reclaimed after the lease expired, done once
@@ -140,21 +141,24 @@ def test_sigterm_on_run_drains_in_time_and_nothing_acked_is_lost(tmp_path: Path)
     env = cli_env(tmp_path, PORT=str(port), LABELHOOK_WORKER_CONCURRENCY="1")
     run = labelhook("run", env=env, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: is_up(url), timeout=20, what="labelhook run up")
 
     def send(i: int) -> tuple[str, int]:
         body = callback_body(f"t{i}")
         return f"t-{i}", httpx.post(
-            url + "/hooks/acme", content=body, headers=sign(body, f"t-{i}"), timeout=10
+            url + "/hooks/acme", content=body, headers=sign(body, f"t-{i}"), timeout=60
         ).status_code
 
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(send, range(300)))
-    acked = {msg for msg, status in results if status == 202}
-    assert len(acked) == 300
+    try:
+        wait_for(lambda: is_up(url), timeout=60, what="labelhook run up")
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(send, range(300)))
+        acked = {msg for msg, status in results if status == 202}
+        assert len(acked) == 300
+    except BaseException:
+        stop(run, signal.SIGKILL)
+        raise
     started = time.monotonic()
-    run.send_signal(signal.SIGTERM)
-    run.wait(30)
+    stop(run, grace=30)
     elapsed = time.monotonic() - started
     assert elapsed < 25, f"run took {elapsed:.1f}s to stop after SIGTERM"
     assert run.returncode == 0
@@ -169,43 +173,55 @@ def test_sigterm_on_run_drains_in_time_and_nothing_acked_is_lost(tmp_path: Path)
     try:
         wait_for(lambda: len(manifests(tmp_path / "out")) == 1800, timeout=90, what="the rest processed")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        stop(worker)
     assert set(manifests(tmp_path / "out")) == acked | backlog
     assert all(s == "done" for s, _ in queue_rows(tmp_path / "queue.db").values())
 
 
 def test_deliveries_acked_just_before_sigkill_of_the_web_process_are_in_the_queue(tmp_path: Path) -> None:
+    """SIGKILL right after the 200th ack with ~32 requests in flight. Paced by acks, not by the clock:
+    32 senders post one request after another (generous timeouts) until the kill, so a busy machine
+    only makes the test slower, never makes it miss the kill."""
     port = free_port()
     env = cli_env(tmp_path, PORT=str(port))
     web = labelhook("serve", env=env, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: is_up(url), timeout=20, what="labelhook serve up")
     acked: list[str] = []
     killed = False
 
     async def hammer() -> None:
         nonlocal killed
         limits = httpx.Limits(max_connections=32)
-        async with httpx.AsyncClient(base_url=url, timeout=5, limits=limits) as client:
+        timeout = httpx.Timeout(60, pool=None)  # waiting for a pooled connection is never a failure
+        async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+            numbers = iter(range(100_000))
 
-            async def one(i: int) -> None:
+            async def sender() -> None:
                 nonlocal killed
-                body = callback_body(f"k{i}")
-                try:
-                    response = await client.post("/hooks/acme", content=body, headers=sign(body, f"k-{i}"))
-                except httpx.HTTPError:
-                    return  # in flight when the process died: not acked, the vendor would retry
-                if response.status_code == 202:
-                    acked.append(f"acme:k-{i}")
-                    if len(acked) == 200 and not killed:
-                        killed = True
-                        web.send_signal(signal.SIGKILL)  # right after an ack, with ~30 more in flight
+                while not killed:
+                    i = next(numbers)
+                    body = callback_body(f"k{i}")
+                    try:
+                        response = await client.post(
+                            "/hooks/acme", content=body, headers=sign(body, f"k-{i}")
+                        )
+                    except httpx.HTTPError:
+                        if killed:
+                            return  # in flight when the process died: not acked, the vendor would retry
+                        raise
+                    if response.status_code == 202:
+                        acked.append(f"acme:k-{i}")
+                        if len(acked) >= 200 and not killed:
+                            killed = True
+                            web.send_signal(signal.SIGKILL)  # right after an ack, with ~31 in flight
 
-            await asyncio.gather(*(one(i) for i in range(600)))
+            await asyncio.gather(*(sender() for _ in range(32)))
 
-    asyncio.run(hammer())
-    web.wait(10)
+    try:
+        wait_for(lambda: is_up(url), timeout=60, what="labelhook serve up")
+        asyncio.run(hammer())
+    finally:
+        stop(web, signal.SIGKILL)
     assert killed and len(acked) >= 200
     stored = queue_rows(tmp_path / "queue.db")
     missing = [key for key in acked if key not in stored]

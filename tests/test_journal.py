@@ -4,13 +4,10 @@ indexing it (dedupe, restarts, a second process reading while the writer lives).
 from __future__ import annotations
 
 import asyncio
-import errno
 import fcntl
-import mmap
 import os
 import struct
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,7 @@ from processors.queue import QueueUnavailable
 from processors.queue.journal import (
     BLOCK,
     MAGIC,
-    JournalError,
+    Disk,
     JournalWriter,
     abandoned,
     decode_frame,
@@ -28,32 +25,12 @@ from processors.queue.journal import (
     read_segment,
     segments,
 )
-from processors.queue.linux_aio import AioContext
 from processors.queue.sqlite import SQLiteQueue
 from tests.support import acme_delivery as delivery
 from tests.support import index_queue, queue_rows
 
 
-def aio_available() -> bool:
-    try:
-        AioContext().close()
-    except OSError:
-        return False
-    return True
-
-
-Aio = Callable[[], AioContext] | None
-
-
-@pytest.fixture(params=["aio", "thread"])
-def aio(request: pytest.FixtureRequest) -> Aio:
-    """Run a writer test both ways: kernel AIO from the loop, and the writer thread (None)."""
-    if request.param == "aio" and not aio_available():
-        pytest.skip("no kernel AIO here: the writer thread is all there is")
-    return AioContext if request.param == "aio" else None
-
-
-def write_records(directory: Path, records: list[bytes], aio: Aio = AioContext, **options: int) -> str:
+def write_records(directory: Path, records: list[bytes], disk: Disk | None = None, **options: int) -> str:
     """Write ``records`` concurrently through one writer; the mode it wrote in."""
 
     async def guard() -> None:
@@ -65,7 +42,7 @@ def write_records(directory: Path, records: list[bytes], aio: Aio = AioContext, 
         raise AssertionError(f"runaway writer: more than {limit} segments")
 
     async def main() -> str:
-        writer = JournalWriter(directory, aio=aio, **options)  # type: ignore[arg-type]
+        writer = JournalWriter(directory, disk=disk, **options)  # type: ignore[arg-type]
         try:
             work = asyncio.ensure_future(asyncio.gather(*(writer.append(r)[1] for r in records)))
             watch = asyncio.ensure_future(guard())
@@ -99,18 +76,18 @@ def test_frames_round_trip_any_bytes() -> None:
     assert decode_frame(frame[8:]) == records
 
 
-def test_written_records_come_back_in_order_from_block_aligned_frames(tmp_path: Path, aio: Aio) -> None:
+def test_written_records_come_back_in_order_from_block_aligned_frames(tmp_path: Path) -> None:
     records = [b"record-%d-" % i + os.urandom(i * 37) for i in range(300)]
-    write_records(tmp_path, records, aio)
+    write_records(tmp_path, records)
     assert read_all(tmp_path) == records
     [path] = segments(tmp_path)
     data = path.read_bytes()
     assert data.startswith(MAGIC) and len(data) % BLOCK == 0  # zeroed ahead, in whole blocks
 
 
-def test_a_live_writers_segment_is_never_finished_and_a_closed_ones_is(tmp_path: Path, aio: Aio) -> None:
+def test_a_live_writers_segment_is_never_finished_and_a_closed_ones_is(tmp_path: Path) -> None:
     async def main() -> None:
-        writer = JournalWriter(tmp_path, aio=aio)
+        writer = JournalWriter(tmp_path)
         await writer.append(b"one")[1]
         [path] = segments(tmp_path)
         chunk = read_segment(path, 0, 100)
@@ -126,8 +103,8 @@ def test_a_live_writers_segment_is_never_finished_and_a_closed_ones_is(tmp_path:
     asyncio.run(main())
 
 
-def test_a_torn_last_frame_is_dropped_once_the_writer_is_gone(tmp_path: Path, aio: Aio) -> None:
-    write_records(tmp_path, [b"kept-1", b"kept-2"], aio)
+def test_a_torn_last_frame_is_dropped_once_the_writer_is_gone(tmp_path: Path) -> None:
+    write_records(tmp_path, [b"kept-1", b"kept-2"])
     [path] = segments(tmp_path)
     end = read_segment(path, 0, 100).end
     torn = encode_frame([b"never acknowledged" * 100])
@@ -151,11 +128,11 @@ def test_a_corrupted_frame_stops_the_reader_rather_than_yield_garbage(tmp_path: 
     assert read_segment(second, 0, 100).records == [b"second"]
 
 
-def test_segments_rotate_when_full(tmp_path: Path, aio: Aio) -> None:
+def test_segments_rotate_when_full(tmp_path: Path) -> None:
     records = [os.urandom(3000) for _ in range(40)]
 
     async def main() -> None:
-        writer = JournalWriter(tmp_path, segment_bytes=4 * BLOCK, aio=aio)
+        writer = JournalWriter(tmp_path, segment_bytes=4 * BLOCK)
         try:
             for record in records:  # one at a time: one frame each
                 await writer.append(record)[1]
@@ -167,63 +144,15 @@ def test_segments_rotate_when_full(tmp_path: Path, aio: Aio) -> None:
     assert read_all(tmp_path) == records
 
 
-def test_a_frame_bigger_than_a_segment_goes_alone_into_a_fresh_one(tmp_path: Path, aio: Aio) -> None:
+def test_a_frame_bigger_than_a_segment_goes_alone_into_a_fresh_one(tmp_path: Path) -> None:
     # 5 MB: more than a segment here, and more than one zero-fill round (ZERO_CHUNK is 2 MiB).
     records = [b"small-1", os.urandom(5_000_000), b"small-2"]
     for record in records:
-        write_records(tmp_path, [record], aio, segment_bytes=64 * BLOCK)
+        write_records(tmp_path, [record], segment_bytes=64 * BLOCK)
     assert read_all(tmp_path) == records
     assert len(segments(tmp_path)) == 3  # one writer each; none rotated into an empty segment
     # Only a bounded headroom of zeroed blocks beyond what was written (a runaway zero-fill would not be).
     assert sum(p.stat().st_size for p in segments(tmp_path)) < 5_000_000 + 3 * (2 * 1024 * 1024 + 2 * BLOCK)
-
-
-class FirstFrameFails(AioContext):
-    """Kernel AIO whose first frame fails as a device error would: refused at submit, or reported
-    failed in its completion (the bytes may have landed: after a failed write nothing is known)."""
-
-    def __init__(self, at: str) -> None:
-        super().__init__()
-        self.at = at
-        self.failed = False
-
-    def submit_write(self, fd: int, buffer: mmap.mmap, nbytes: int, offset: int, tag: int) -> None:
-        if self.at == "submit" and tag != 0 and not self.failed:  # tag 0: zero-fill, not a frame
-            self.failed = True
-            raise OSError(errno.EIO, "injected at submit")
-        super().submit_write(fd, buffer, nbytes, offset, tag)
-
-    def completions(self, wait_for: int = 0) -> list[tuple[int, int]]:
-        done = super().completions(wait_for)
-        if self.at == "completion" and not self.failed:
-            for i, (tag, _result) in enumerate(done):
-                if tag != 0:
-                    self.failed = True
-                    done[i] = (tag, -errno.EIO)
-        return done
-
-
-@pytest.mark.parametrize("at", ["submit", "completion"])
-def test_a_failed_aio_frame_fails_its_callers_and_the_next_frame_starts_a_new_segment(
-    tmp_path: Path, at: str
-) -> None:
-    if not aio_available():
-        pytest.skip("no kernel AIO here")
-
-    async def main() -> None:
-        writer = JournalWriter(tmp_path, aio=lambda: FirstFrameFails(at))
-        try:
-            with pytest.raises(JournalError, match="journal write failed"):
-                await asyncio.wait_for(writer.append(b"lost")[1], 10)
-            assert writer.mode == "aio"
-            await asyncio.wait_for(writer.append(b"kept")[1], 10)
-        finally:
-            writer.close()
-
-    asyncio.run(main())
-    first, second = segments(tmp_path)  # the segment of the failed write was abandoned
-    assert read_segment(second, 0, 10).records == [b"kept"]
-    assert read_segment(first, 0, 10).records in ([], [b"lost"])  # unknown after a failed write
 
 
 def test_a_segment_abandoned_mid_creation_is_swept_and_a_live_or_fresh_one_is_not(tmp_path: Path) -> None:
@@ -242,19 +171,6 @@ def test_a_segment_abandoned_mid_creation_is_swept_and_a_live_or_fresh_one_is_no
         assert sorted(p.name for p in journal_dir.iterdir()) == ["2-fresh.new", "3-live.new"]
 
 
-def test_kernel_aio_is_used_where_the_filesystem_takes_o_direct(tmp_path: Path) -> None:
-    if not aio_available():
-        pytest.skip("no kernel AIO here")
-    probe = tmp_path / "probe"
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
-    except OSError:
-        pytest.skip("this filesystem refuses O_DIRECT")
-    assert write_records(tmp_path / "journal", [b"one", b"two"]) == "aio"
-    assert write_records(tmp_path / "journal", [b"three"], aio=None) == "thread"
-    assert read_all(tmp_path / "journal") == [b"one", b"two", b"three"]
-
-
 def test_a_file_that_is_not_a_segment_is_left_alone(tmp_path: Path) -> None:
     stranger = tmp_path / "0000-stranger.seg"
     stranger.write_bytes(b"not ours")
@@ -262,9 +178,9 @@ def test_a_file_that_is_not_a_segment_is_left_alone(tmp_path: Path) -> None:
     assert chunk.records == [] and not chunk.finished
 
 
-def test_a_lone_record_at_rest_is_written_at_once_not_after_max_wait(tmp_path: Path, aio: Aio) -> None:
+def test_a_lone_record_at_rest_is_written_at_once_not_after_max_wait(tmp_path: Path) -> None:
     async def main() -> float:
-        writer = JournalWriter(tmp_path, max_wait=30.0, aio=aio)
+        writer = JournalWriter(tmp_path, max_wait=30.0)
         try:
             started = time.monotonic()
             await writer.append(b"alone")[1]
@@ -275,9 +191,9 @@ def test_a_lone_record_at_rest_is_written_at_once_not_after_max_wait(tmp_path: P
     assert asyncio.run(main()) < 5.0
 
 
-def test_a_burst_is_written_in_few_frames_and_all_of_it_durable(tmp_path: Path, aio: Aio) -> None:
+def test_a_burst_is_written_in_few_frames_and_all_of_it_durable(tmp_path: Path) -> None:
     async def main() -> int:
-        writer = JournalWriter(tmp_path, aio=aio)
+        writer = JournalWriter(tmp_path)
         try:
             results = await asyncio.gather(*(writer.append(b"r%d" % i)[1] for i in range(500)))
             assert results == [None] * 500
@@ -290,14 +206,14 @@ def test_a_burst_is_written_in_few_frames_and_all_of_it_durable(tmp_path: Path, 
     assert sorted(read_all(tmp_path)) == sorted(b"r%d" % i for i in range(500))
 
 
-def test_tmpfs_works_whether_or_not_it_takes_o_direct(aio: Aio) -> None:
+def test_tmpfs_works_whether_or_not_it_takes_o_direct() -> None:
     # Kernels before 6.6 refuse O_DIRECT on tmpfs: the writes then go through the page cache, O_DSYNC.
     shm = Path("/dev/shm")
     if not shm.is_dir():
         pytest.skip("no /dev/shm (tmpfs) here")
     directory = shm / f"labelhook-journal-test-{os.getpid()}"
     try:
-        write_records(directory, [b"on tmpfs"], aio)
+        write_records(directory, [b"on tmpfs"])
         assert read_all(directory) == [b"on tmpfs"]
     finally:
         for path in directory.glob("*"):
@@ -386,3 +302,19 @@ def test_the_journal_cannot_be_written_is_queue_unavailable(tmp_path: Path) -> N
             await queue.close()
 
     asyncio.run(main())
+
+
+def test_a_segment_is_rotated_once_old_so_a_trickle_holds_little_disk(tmp_path: Path) -> None:
+    async def main() -> None:
+        writer = JournalWriter(tmp_path, segment_seconds=0.05)
+        try:
+            await writer.append(b"first")[1]
+            await asyncio.sleep(0.1)
+            await writer.append(b"second")[1]  # the first segment is old now: a new one takes it
+        finally:
+            writer.close()
+
+    asyncio.run(main())
+    first, second = segments(tmp_path)
+    assert read_segment(first, 0, 10).records == [b"first"] and read_segment(first, 0, 10).finished
+    assert read_segment(second, 0, 10).records == [b"second"]

@@ -58,6 +58,8 @@ def test_counters_move_with_traffic(live: LiveServer) -> None:
     evil = "/hooks/evil-<script>-label"
     assert httpx.post(live.url + evil, content=body, headers=sign(body, "m-3")).status_code == 404
     wait_for(lambda: value(scrape(live.url), "labelhook_deliveries_processed_total", source="acme") >= 1)
+    # Queue figures are refreshed in the background (once a second), not read at the scrape.
+    wait_for(lambda: value(scrape(live.url), "labelhook_queue_depth", status="done") == 1)
     after = scrape(live.url)
 
     def delta(name: str, **labels: str) -> float:
@@ -79,6 +81,7 @@ def test_counters_move_with_traffic(live: LiveServer) -> None:
     assert delta("labelhook_delivery_latency_seconds_count", source="acme") == 1
     assert delta("labelhook_bytes_stored_total", source="acme") == len(body)
     assert value(after, "labelhook_queue_depth", status="done") == 1
+    assert value(after, "labelhook_queue_disk_bytes") > 0
     assert value(after, "labelhook_in_flight") == 0
     text = httpx.get(live.url + "/metrics").text
     assert "evil" not in text and SECRET not in text and API_KEY not in text

@@ -58,6 +58,40 @@ class DeliveryRecord:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long finished deliveries keep their bodies, and their rows (the dedupe horizon).
+
+    A repeat of a dedupe key is recognised for as long as its row exists: ``rows_seconds`` after the
+    delivery finished. Dead letters are kept, with their bodies, until replayed.
+    """
+
+    bodies_seconds: float = 7 * 86400.0
+    rows_seconds: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one `Queue.prune` removed."""
+
+    bodies: int = 0
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """Figures cheap enough to read every second for `/readyz` and `/metrics`: never a write lock.
+
+    ``depth`` counts deliveries the backend has indexed (for SQLite: not yet those still only in the
+    intake journal); ``disk_bytes`` is what the queue holds on local disk (None: not local);
+    ``problem`` says why the queue cannot take work right now (None: it can).
+    """
+
+    depth: dict[str, int]
+    disk_bytes: int | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter, capped; `max_attempts` claims before a dead letter."""
 
@@ -131,6 +165,19 @@ class Queue(ABC):
     @abstractmethod
     async def ping(self) -> None:
         """Raise `QueueUnavailable` unless the queue can take work."""
+
+    async def gauges(self) -> Gauges:
+        """Cheap figures for readiness and metrics (default: `depth`, and `ping` for the problem)."""
+        try:
+            await self.ping()
+        except QueueUnavailable as exc:
+            return Gauges({}, problem=str(exc))
+        return Gauges(await self.depth())
+
+    async def prune(self, now: float | None = None) -> Pruned:
+        """Apply the retention: drop bodies, then rows, of deliveries finished long enough ago. A
+        backend whose store expires messages itself (SQS) has nothing to do."""
+        return Pruned()
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads."""

@@ -1,20 +1,18 @@
-"""Group commit for the SQLite queue: many callers, one transaction, one fsync.
+"""Group commit for the SQLite queue: many callers, one transaction, one fsync, all off the loop.
 
-A caller's statement joins a pending batch; a flush runs the batch's statements on the event loop
-thread and hands only the COMMIT (`synchronous=FULL`: the WAL is fsynced before it returns) to one
-commit thread. While that commit is on disk, new operations pile up for the next batch, which starts
-the moment the commit returns — so batches grow with load and the loop never waits for the disk. Each
-caller's future is settled only after its own commit succeeded.
+A caller's statement joins a pending batch; one commit thread runs the batch — BEGIN IMMEDIATE, each
+caller's statements in its own savepoint, COMMIT (`synchronous=FULL`: the WAL is fsynced before it
+returns). While that batch runs, new operations pile up for the next one, which starts the moment it
+returns — so batches grow with load. The event loop only hands batches over and settles futures: a
+lock held by another process (waited for up to `BUSY_TIMEOUT_MS`), a checkpoint, or a large index
+step never stalls an acknowledgement. Each caller's future is settled only after its own commit
+succeeded.
 
 Callback ingest does not come through here: the receiver acknowledges through the intake journal
 (`journal.py`), whose records the queue indexes into the table below in large batches. This carries
-the worker's traffic — index + claim, ack, retry, heartbeats — and the dashboard's and CLI's.
-
-Why not run everything on a writer thread: a thread that touches Python objects between SQLite calls
-fights the event loop for the GIL at every statement; measured, that capped throughput at a fifth of
-this design (bench/ingest.py, when enqueues still came this way). Here the commit thread takes the
-GIL twice per batch. A lock held by another process is waited for at most `BUSY_TIMEOUT_MS` inside
-BEGIN on the loop, then the batch fails with `QueueUnavailable`.
+the worker's traffic — index + claim, ack, retry, heartbeats, pruning — and the dashboard's and CLI's.
+(An earlier design ran the statements on the loop to spare GIL hand-offs, when every enqueue came
+through here; with enqueues in the journal, the hand-off is a few per batch.)
 """
 
 from __future__ import annotations
@@ -55,6 +53,8 @@ CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries (visible_at)
 -- (bench) for a listing that only ever asks for the dead ones.
 DROP INDEX IF EXISTS deliveries_status;
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (updated_at) WHERE status = 'dead';
+-- Retention (`SQLiteQueue.prune`) walks finished deliveries oldest first.
+CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries (updated_at) WHERE status = 'done';
 -- How far each intake-journal segment has been indexed into `deliveries` (bytes; -1: all of it).
 CREATE TABLE IF NOT EXISTS journal (
     segment TEXT PRIMARY KEY,
@@ -89,104 +89,61 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 class GroupCommit:
-    """Batches statements from concurrent callers into shared transactions, pipelined with the fsync.
-
-    The statements of a batch run on the event loop (cheap CPU work, no GIL hand-offs); only the
-    COMMIT — the fsync, which releases the GIL — runs on a dedicated thread. While it is on disk the
-    loop keeps verifying and collecting the next batch, which starts as soon as the commit returns.
-    """
+    """Batches statements from concurrent callers into shared transactions on one commit thread."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._pending: list[_Op] = []
-        self._scheduled: asyncio.Handle | None = None
-        self._committing: concurrent.futures.Future[None] | None = None
+        self._running: asyncio.Future[None] | None = None  # settled when the batch in the thread returns
         self._committer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labelhook-commit")
 
     def run(self, fn: Op) -> asyncio.Future[Any]:
-        """Run ``fn(conn)`` inside the next batch (in its own savepoint); the future holds its result."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._add(_Op(fn, future))
+        """Run ``fn(conn)`` (on the commit thread) inside the next batch, in its own savepoint; the
+        future holds its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Op(fn, future))
+        if self._running is None:
+            self._start(loop)
         return future
 
-    def _add(self, item: _Op) -> None:
-        self._pending.append(item)
-        if self._scheduled is None and self._committing is None:
-            self._scheduled = item.future.get_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = None
-        if self._committing is not None or not self._pending:
-            return
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._pending = self._pending, []
-        outcomes = self._execute(self.conn, batch)
-        if outcomes is None:  # the batch failed before COMMIT; every caller has its error already
-            self._kick(batch[0].future.get_loop())
-            return
-        loop = batch[0].future.get_loop()
-        self._committing = self._committer.submit(self._commit)
+        self._running = loop.create_future()
+        done = self._committer.submit(self._transaction, self.conn, batch)
 
-        def back_on_loop(done: concurrent.futures.Future[None]) -> None:
+        def back_on_loop(_: concurrent.futures.Future[list[Outcome]]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is gone (process exit): nobody is waiting
-                loop.call_soon_threadsafe(self._committed, done, batch, outcomes, loop)
+                loop.call_soon_threadsafe(self._finished, done, loop)
 
-        self._committing.add_done_callback(back_on_loop)
+        done.add_done_callback(back_on_loop)
 
-    def _commit(self) -> None:
-        try:
-            self.conn.execute("COMMIT")
-        except sqlite3.Error:
-            with contextlib.suppress(sqlite3.Error):
-                self.conn.execute("ROLLBACK")
-            raise
-
-    def _committed(
-        self,
-        done: concurrent.futures.Future[None],
-        batch: list[_Op],
-        outcomes: list[Outcome],
-        loop: asyncio.AbstractEventLoop,
+    def _finished(
+        self, done: concurrent.futures.Future[list[Outcome]], loop: asyncio.AbstractEventLoop
     ) -> None:
-        self._committing = None
-        error = done.exception()
-        if error is not None:
-            failure = QueueUnavailable(f"sqlite: {error}")
-            outcomes = [(item.future, False, failure) for item in batch]
-        # Start the next commit before waking this batch's callers: the disk works on batch N+1 while
-        # the loop sends batch N's responses.
-        if self._pending and self._scheduled is None:
-            self._flush()
-        _settle_all(outcomes)
-        self._kick(loop)
-
-    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._pending and self._scheduled is None and self._committing is None:
-            self._scheduled = loop.call_soon(self._flush)
-
-    def close(self) -> None:
-        """Finish the commit in flight and whatever is pending, then close (blocking)."""
-        if self._committing is not None:
-            self._committing.result()
-        if self._scheduled is not None:
-            self._scheduled.cancel()
-            self._scheduled = None
+        running, self._running = self._running, None
+        # Start the next batch before waking this one's callers: the disk works on batch N+1 while
+        # the loop answers batch N.
         if self._pending:
-            batch, self._pending = self._pending, []
-            outcomes = self._execute(self.conn, batch)
-            if outcomes is not None:
-                try:
-                    self._commit()
-                except sqlite3.Error as exc:
-                    failure = QueueUnavailable(f"sqlite: {exc}")
-                    outcomes = [(item.future, False, failure) for item in batch]
-                _settle_all(outcomes)
+            self._start(loop)
+        _settle_all(done.result())
+        if running is not None and not running.done():
+            running.set_result(None)
+
+    async def aclose(self) -> None:
+        """Let the batches in flight and pending finish, then close the connection off the loop."""
+        while self._running is not None:
+            await asyncio.shield(self._running)
+        await asyncio.to_thread(self._shutdown)
+
+    def _shutdown(self) -> None:
         self._committer.shutdown(wait=True)
         self.conn.close()
 
-    @classmethod
-    def _execute(cls, conn: sqlite3.Connection, batch: list[_Op]) -> list[Outcome] | None:
-        """BEGIN and run the batch's statements (no COMMIT). On a database error, roll back, fail every
-        caller and return None."""
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, batch: list[_Op]) -> list[Outcome]:
+        """On the commit thread: BEGIN, the batch's statements, COMMIT. Never raises: on a database
+        error the transaction is rolled back and every caller gets `QueueUnavailable`."""
         outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -200,12 +157,12 @@ class GroupCommit:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     outcomes.append((item.future, False, exc))
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             failure = QueueUnavailable(f"sqlite: {exc}")
-            _settle_all([(item.future, False, failure) for item in batch])
-            return None
+            return [(item.future, False, failure) for item in batch]
         return outcomes
 
 

@@ -14,9 +14,14 @@ with no SQLite read per request; a repeat outside it — older than the window, 
 process and not yet indexed — is journalled again and dropped when indexed (answered 202, processed
 once).
 
-Statements are batched by `GroupCommit` (see its module for why they run on the event loop). Leases
-mirror SQS: a claim makes a row invisible until ``visible_at``; a receipt token per claim makes an
-expired holder's ack a no-op.
+Nothing here blocks the event loop: statements are batched by `GroupCommit` onto its commit thread,
+the journal is written by its writer thread, and file housekeeping goes through `asyncio.to_thread`.
+Leases mirror SQS: a claim makes a row invisible until ``visible_at``; a receipt token per claim makes
+an expired holder's ack a no-op.
+
+Disk stays bounded (`prune`, run by claimers every `PRUNE_SECONDS` and by `labelhook prune`): finished
+deliveries lose their bodies after ``Retention.bodies_seconds`` and their rows after
+``Retention.rows_seconds`` — the dedupe horizon; indexed journal segments are deleted.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections import deque
@@ -41,9 +47,12 @@ from processors.queue import journal
 from processors.queue.base import (
     DeliveryRecord,
     Enqueued,
+    Gauges,
     Lease,
+    Pruned,
     Queue,
     QueueUnavailable,
+    Retention,
     RetryPolicy,
 )
 from processors.queue.group_commit import GroupCommit, connect
@@ -65,6 +74,10 @@ SWEEP_SECONDS = 60.0
 #: Dedupe keys this process remembers for its ack-time answer (~200 bytes each): the window in which a
 #: repeat is answered "duplicate" without touching SQLite. Older repeats are dropped when indexed.
 RECENT_KEYS = 65_536
+#: How often a claimer applies the retention (at most; a shorter body retention prunes more often).
+PRUNE_SECONDS = 600.0
+#: Rows touched per prune transaction: the commit thread holds the write lock for one chunk at a time.
+PRUNE_CHUNK = 2000
 
 
 def _record(row: Sequence[Any]) -> DeliveryRecord:
@@ -97,6 +110,9 @@ class SQLiteQueue(Queue):
         *,
         poll_seconds: float = 0.2,
         recent_keys: int = RECENT_KEYS,
+        retention: Retention | None = None,
+        journal_disk: journal.Disk | None = None,
+        durable_timeout: float = journal.DURABLE_TIMEOUT,
     ) -> None:
         super().__init__(policy)
         self._scratch: str | None = None
@@ -113,7 +129,9 @@ class SQLiteQueue(Queue):
             # The enqueue side reads through its own connection: the writer's may be mid-COMMIT on
             # the commit thread, and an ack must never wait for that fsync.
             self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._journal = journal.JournalWriter(self.journal_dir)
+            self._journal = journal.JournalWriter(
+                self.journal_dir, disk=journal_disk, durable_timeout=durable_timeout
+            )
         except (OSError, sqlite3.Error) as exc:
             raise QueueUnavailable(f"cannot open {path}: {exc}") from exc
         # dedupe key → (delivery id, journal batch) for this process's newest deliveries; loaded from
@@ -121,16 +139,22 @@ class SQLiteQueue(Queue):
         self._recent: dict[str, tuple[str, int]] | None = None
         self._recent_order: deque[str] = deque()
         self._recent_keys = recent_keys
+        self._recent_loading: asyncio.Future[None] | None = None
+        self._reader_lock = threading.Lock()  # the reader connection is used from worker threads
+        self.retention = retention or Retention()
+        self._pruned_at = time.monotonic()  # a claimer prunes once `_prune_every` has passed
         self._swept_at = -SWEEP_SECONDS  # monotonic time of the last sweep: the first reader sweeps
         self._wakeup: asyncio.Event | None = None
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, policy: RetryPolicy | None = None) -> SQLiteQueue:
+    def from_url(
+        cls, url: str, policy: RetryPolicy | None = None, *, retention: Retention | None = None
+    ) -> SQLiteQueue:
         # sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite://:memory:
         rest = url[len("sqlite://") :]
         path = rest[1:] if rest.startswith("/") else rest
-        return cls(path or ":memory:", policy)
+        return cls(path or ":memory:", policy, retention=retention)
 
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -145,9 +169,7 @@ class SQLiteQueue(Queue):
     async def enqueue(self, delivery: Delivery) -> Enqueued:
         recent = self._recent
         if recent is None:
-            if self._closed:
-                raise QueueUnavailable("queue is closed")
-            recent = self._recent = self._load_recent()
+            recent = await self._load_recent()
         key = delivery.dedupe_key
         known = recent.get(key)
         if known is not None:
@@ -159,7 +181,10 @@ class SQLiteQueue(Queue):
             return Enqueued(first_id, duplicate=True)
         if self._closed:
             raise QueueUnavailable("queue is closed")
-        batch, written = self._journal.append(delivery.to_record())
+        try:
+            batch, written = self._journal.append(delivery.to_record())
+        except journal.JournalError as exc:  # a write is stalled past its deadline: fail fast
+            raise QueueUnavailable(str(exc)) from exc
         # Remember the key (no future kept: nothing here for the GC to chase); the oldest leaves the
         # window — indexed by then in all likelihood, and if not, indexing still drops a repeat.
         recent[key] = (delivery.id, batch)
@@ -176,18 +201,37 @@ class SQLiteQueue(Queue):
         self._notify()
         return Enqueued(delivery.id, duplicate=False)
 
-    def _load_recent(self) -> dict[str, tuple[str, int]]:
+    async def _load_recent(self) -> dict[str, tuple[str, int]]:
         """Seed the window of recent keys from the newest indexed rows (they are durable: batch -1),
-        so a vendor retrying across a restart still hears "duplicate"."""
+        so a vendor retrying across a restart still hears "duplicate". Read once, off the loop; the
+        first callers all wait for that one read."""
+        if self._closed:
+            raise QueueUnavailable("queue is closed")
+        if self._recent_loading is None:
+            self._recent_loading = asyncio.ensure_future(self._read_recent())
         try:
-            rows = self._reader.execute(
-                "SELECT dedupe_key, id FROM deliveries ORDER BY rowid DESC LIMIT ?", (self._recent_keys,)
-            ).fetchall()
+            await asyncio.shield(self._recent_loading)
+        except QueueUnavailable:
+            self._recent_loading = None  # the next caller tries again
+            raise
+        assert self._recent is not None
+        return self._recent
+
+    async def _read_recent(self) -> None:
+        def read() -> list[tuple[str, str]]:
+            with self._reader_lock:
+                rows: list[tuple[str, str]] = self._reader.execute(
+                    "SELECT dedupe_key, id FROM deliveries ORDER BY rowid DESC LIMIT ?", (self._recent_keys,)
+                ).fetchall()
+            return rows
+
+        try:
+            rows = await asyncio.to_thread(read)
         except sqlite3.Error as exc:
             raise QueueUnavailable(f"sqlite: {exc}") from exc
         rows.reverse()  # oldest first, so the oldest leave the window first
         self._recent_order.extend(key for key, _ in rows)
-        return {key: (delivery_id, -1) for key, delivery_id in rows}
+        self._recent = {key: (delivery_id, -1) for key, delivery_id in rows}
 
     # -- indexing the journal ------------------------------------------------------------------------
 
@@ -211,6 +255,8 @@ class SQLiteQueue(Queue):
             chunk = journal.read_segment(path, offset, max_records - read)
             rows = []
             for record in chunk.records:
+                if not record:
+                    continue  # a health probe (`JournalWriter.probe`): no delivery
                 try:
                     rows.append(_row(record, now))
                 except (ValueError, KeyError) as exc:  # CRC-valid yet unreadable: a bug, not a crash
@@ -243,16 +289,20 @@ class SQLiteQueue(Queue):
             return read, finished, op(conn)
 
         read, finished, result = await self._run(both)
-        for path in finished:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # only after the commit: its records are in the table for good
-        if read == 0 and time.monotonic() - self._swept_at > SWEEP_SECONDS:
-            # Caught up: sweep what writers killed mid-creation left (never acknowledged), now and then.
+        # Caught up: sweep what writers killed mid-creation left (never acknowledged), now and then.
+        sweep = read == 0 and time.monotonic() - self._swept_at > SWEEP_SECONDS
+        if sweep:
             self._swept_at = time.monotonic()
-            for path in journal.abandoned(self.journal_dir):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        if finished or sweep:
+            await asyncio.to_thread(self._delete_segments, finished, sweep)
         return read, result
+
+    def _delete_segments(self, finished: list[Path], sweep: bool) -> None:
+        """Off the loop: delete indexed segments (only after the commit: their records are in the
+        table for good) and, when ``sweep``, the abandoned ones."""
+        for path in finished + (journal.abandoned(self.journal_dir) if sweep else []):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     async def index(self) -> int:
         """Index everything the journal holds now, chunk by chunk (a backlog never holds the event
@@ -273,6 +323,8 @@ class SQLiteQueue(Queue):
             read, leases = await self._indexed(lambda conn: self._claim(conn, max_messages, lease_seconds))
             if read == INDEX_BATCH:
                 self._notify()  # more of the journal to index: the next claim should not sleep first
+            elif time.monotonic() - self._pruned_at > self._prune_every:
+                await self.prune()
             remaining = deadline - time.monotonic()
             if leases or remaining <= 0:
                 return leases
@@ -368,39 +420,130 @@ class SQLiteQueue(Queue):
         return count
 
     async def depth(self) -> dict[str, int]:
-        await self.index()  # an acknowledged delivery counts as queued, indexed yet or not
+        """Counts by status, exact: the journal is indexed first (an acknowledged delivery counts as
+        queued, indexed yet or not). `gauges` is the cheap read for scrapes."""
+        await self.index()
+        return await self._run(_counts)
 
-        def op(conn: sqlite3.Connection) -> dict[str, int]:
-            # Index-only counts (this runs on every /readyz and metrics scrape): the work set through
-            # the partial ready index, dead letters through theirs, and the rest from the rowid, which
-            # counts every delivery ever stored because rows are never deleted.
-            counts = {"queued": 0, "in_flight": 0, "done": 0, "dead": 0}
-            for status, count in conn.execute(
-                "SELECT status, COUNT(*) FROM deliveries INDEXED BY deliveries_ready"
-                " WHERE status IN ('queued', 'leased') AND visible_at > -1 GROUP BY status"
-            ):
-                counts["in_flight" if status == "leased" else "queued"] = count
-            counts["dead"] = conn.execute(
-                "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_dead WHERE status = 'dead'"
-            ).fetchone()[0]
-            total = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM deliveries").fetchone()[0]
-            counts["done"] = max(0, total - counts["queued"] - counts["in_flight"] - counts["dead"])
-            return counts
+    async def gauges(self) -> Gauges:
+        """Counts of indexed rows and disk use, read without a write lock and off the loop; if the
+        journal is unhealthy, a probe write first (its way back to healthy)."""
+        if self._closed:
+            return Gauges({}, problem="queue is closed")
+        await self._journal.probe()
+        problem = None if self._journal.healthy else f"journal: {self._journal.last_error}"
 
-        return await self._run(op)
+        def read() -> Gauges:
+            with self._reader_lock:
+                self._reader.execute("BEGIN")  # one snapshot for all three counts
+                try:
+                    counts = _counts(self._reader)
+                finally:
+                    self._reader.execute("ROLLBACK")
+            unwritable = [str(p) for p in (self.path, self.journal_dir) if not os.access(p, os.W_OK)]
+            return Gauges(
+                counts,
+                self.disk_bytes(),
+                problem or (f"{unwritable[0]} is not writable" if unwritable else None),
+            )
+
+        try:
+            return await asyncio.to_thread(read)
+        except sqlite3.Error as exc:
+            return Gauges({}, problem=f"sqlite: {exc}")
+
+    def disk_bytes(self) -> int:
+        """Blocking: bytes of the database, its WAL and the intake journal."""
+        total = 0
+        for path in (Path(self.path), Path(self.path + "-wal"), Path(self.path + "-shm")):
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.journal_dir):
+                with contextlib.suppress(OSError):
+                    total += entry.stat().st_size
+        return total
+
+    @property
+    def _prune_every(self) -> float:
+        return min(PRUNE_SECONDS, self.retention.bodies_seconds / 4)
+
+    async def prune(self, now: float | None = None) -> Pruned:
+        """Drop the bodies of deliveries finished more than ``bodies_seconds`` ago, then the rows of
+        those finished more than ``rows_seconds`` ago, a chunk per transaction."""
+        self._pruned_at = time.monotonic()
+        now = time.time() if now is None else now
+        bodies_before = now - self.retention.bodies_seconds
+        rows_before = now - self.retention.rows_seconds
+        bodies = rows = 0
+        while True:
+            count = await self._run(lambda conn: _strip_bodies(conn, bodies_before, PRUNE_CHUNK))
+            bodies += count
+            if count < PRUNE_CHUNK:
+                break
+        while True:
+            count = await self._run(lambda conn: _delete_rows(conn, rows_before, PRUNE_CHUNK))
+            rows += count
+            if count < PRUNE_CHUNK:
+                break
+        if bodies or rows:
+            log.info("queue pruned", extra={"bodies": bodies, "rows": rows})
+        return Pruned(bodies, rows)
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
         for path in (self.path, self.journal_dir):
-            if not os.access(path, os.W_OK):
+            if not await asyncio.to_thread(os.access, path, os.W_OK):
                 raise QueueUnavailable(f"{path} is not writable")
+        if not self._journal.healthy:
+            raise QueueUnavailable(f"journal: {self._journal.last_error}")
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._journal.close()
-        self._commits.close()
-        self._reader.close()
+        await self._journal.aclose()
+        await self._commits.aclose()
+        await asyncio.to_thread(self._close_files)
+
+    def _close_files(self) -> None:
+        with self._reader_lock:
+            self._reader.close()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Counts by status from the indexes alone (this runs at every depth read): the work set through
+    the partial ready index, dead letters and finished ones through theirs."""
+    counts = {"queued": 0, "in_flight": 0, "done": 0, "dead": 0}
+    for status, count in conn.execute(
+        "SELECT status, COUNT(*) FROM deliveries INDEXED BY deliveries_ready"
+        " WHERE status IN ('queued', 'leased') AND visible_at > -1 GROUP BY status"
+    ):
+        counts["in_flight" if status == "leased" else "queued"] = count
+    counts["dead"] = conn.execute(
+        "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_dead WHERE status = 'dead'"
+    ).fetchone()[0]
+    counts["done"] = conn.execute(
+        "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_done WHERE status = 'done'"
+    ).fetchone()[0]
+    return counts
+
+
+def _strip_bodies(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    # length() of a blob reads no content; stripped rows keep id, dedupe key and status.
+    return conn.execute(
+        "UPDATE deliveries SET payload = x'' WHERE rowid IN (SELECT rowid FROM deliveries"
+        " INDEXED BY deliveries_done WHERE status = 'done' AND updated_at < ? AND length(payload) > 0"
+        " LIMIT ?)",
+        (before, limit),
+    ).rowcount
+
+
+def _delete_rows(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries INDEXED BY deliveries_done"
+        " WHERE status = 'done' AND updated_at < ? LIMIT ?)",
+        (before, limit),
+    ).rowcount

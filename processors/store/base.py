@@ -68,6 +68,11 @@ class Store(ABC):
     def describe(self) -> str:
         """Where the store points, for logs (no credentials)."""
 
+    def sweep_temporary(self, older_than: float = 3600.0, now: float | None = None) -> int:
+        """Delete temporary files that writers killed mid-write left behind, untouched for
+        ``older_than`` seconds; returns how many. Only stores that write temporaries have any."""
+        return 0
+
 
 @dataclass(frozen=True)
 class FileEntry:

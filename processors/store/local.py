@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -109,6 +110,22 @@ class LocalStore(Store):
             raise StoreError(f"cannot create {self.root}: {exc.strerror}") from exc
         if not os.access(self.root, os.W_OK):
             raise StoreError(f"{self.root} is not writable")
+
+    def sweep_temporary(self, older_than: float = 3600.0, now: float | None = None) -> int:
+        # A writer killed between mkstemp and rename (kill -9, power cut) leaves its `.tmp-*` behind;
+        # a live one keeps writing to it, so an hour without a change means nobody will publish it.
+        now = time.time() if now is None else now
+        swept = 0
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(".tmp-"):
+                    continue
+                path = os.path.join(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if now - os.stat(path).st_mtime >= older_than:
+                        os.unlink(path)
+                        swept += 1
+        return swept
 
     def describe(self) -> str:
         return f"file://{self.root}"

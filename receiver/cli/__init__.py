@@ -3,6 +3,7 @@
 serve.py    run / serve / work: the long-running processes
 sources.py  sources             dead.py     dead list / replay
 jobs.py     submit / poll / jobs decode.py  decode (offline)
+prune.py    prune (retention now)
 backends.py the queue + store a command opens; output.py tables and JSON; progress.py the bar
 
 Each command group is imported only when it runs, so `labelhook sources` stays instant.
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="known jobs: state, last delivery, output location")
     jobs.add_argument("--source", default=None)
     jobs.add_argument("--json", action="store_true")
+    from receiver.cli import prune
+
+    prune.add_parser(sub)
     decode = sub.add_parser("decode", help="decode one vendor mask offline")
     decode.add_argument("mask", nargs="+", help="the mask PNG; several are a video's frames 0, 1, …")
     decode.add_argument("--result", required=True, help="the vendor result JSON (legend, instances)")
@@ -115,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from receiver.cli import decode
 
         return decode.decode(settings, args)
+    if args.command == "prune":
+        from receiver.cli import prune
+
+        return prune.prune(settings, args)
     if args.command in ("submit", "poll", "jobs"):
         from receiver.cli import jobs
 
