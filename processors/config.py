@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from processors.masks.memory import max_pixels_for
+from processors.source_images import check_fetch_images_option
 from processors.vendors import KNOWN_VENDORS
 
 DEMO_SOURCE = "demo"
@@ -21,6 +23,9 @@ DEMO_SOURCE = "demo"
 # README's curl example work out of the box. It is public, so start-up logs a warning while it is active.
 DEMO_SECRET = "whsec_bGFiZWxob29rLWRlbW8tc2VjcmV0LWRvLW5vdC11c2U="
 
+# Mask frames in flight per process: with a ~100 MB runtime this keeps a worker within 400 MB on
+# a 512 MB dyno (docs/reliability.md has the measured peaks); the default pixel limit follows it.
+DEFAULT_MASK_MEMORY_MB = 256
 _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _QUEUE_SCHEMES = ("sqlite", "sqs", "sqs+https", "sqs+http")
 _STORE_SCHEMES = ("file", "s3")
@@ -91,7 +96,9 @@ class Settings:
     lease_seconds: float = 60.0
     worker_concurrency: int = 2
     poll_interval_seconds: float = 1.0
-    max_pixels: int = 100_000_000
+    mask_memory_bytes: int = DEFAULT_MASK_MEMORY_MB * 1024 * 1024
+    max_pixels: int = max_pixels_for(DEFAULT_MASK_MEMORY_MB * 1024 * 1024)
+    mask_threads: int = 2
     dashboard_token: Secret | None = None
     public_url: str | None = None
     aws_endpoint_url: str | None = None
@@ -178,7 +185,7 @@ def _load_source(environ: Mapping[str, str], name: str) -> SourceConfig:
         options=options,
     )
     # The adapter checks what only it understands (secret format, required options).
-    problem = KNOWN_VENDORS[vendor].check(source)
+    problem = check_fetch_images_option(options) or KNOWN_VENDORS[vendor].check(source)
     if problem:
         raise ConfigError(f"{prefix}{problem}")
     return source
@@ -202,6 +209,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             demo_secret_in_use = True
         sources = {DEMO_SOURCE: _load_source(demo_env, DEMO_SOURCE)}
     token = env.get("LABELHOOK_DASHBOARD_TOKEN")
+    # Frames being decoded hold at most this much at once, across every job of the process.
+    mask_memory = _int(env, "LABELHOOK_MASK_MEMORY_MB", DEFAULT_MASK_MEMORY_MB, minimum=32) * 1024 * 1024
     # Finished deliveries lose their bodies after the first, their rows (the dedupe horizon) after the
     # second; a row without its body is still a dedupe key, so rows must outlive bodies.
     body_retention = _float(env, "LABELHOOK_BODY_RETENTION_SECONDS", 7 * 86400.0, minimum=1.0)
@@ -230,7 +239,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=_float(env, "LABELHOOK_LEASE_SECONDS", 60.0, minimum=1.0),
         worker_concurrency=_int(env, "LABELHOOK_WORKER_CONCURRENCY", 2, minimum=1),
         poll_interval_seconds=_float(env, "LABELHOOK_POLL_INTERVAL_SECONDS", 1.0, minimum=0.01),
-        max_pixels=_int(env, "LABELHOOK_MAX_PIXELS", 100_000_000, minimum=1),
+        mask_memory_bytes=mask_memory,
+        # The default admits the largest frame whose worst-case cost fits the mask memory budget.
+        max_pixels=_int(env, "LABELHOOK_MAX_PIXELS", max_pixels_for(mask_memory), minimum=1),
+        mask_threads=_int(env, "LABELHOOK_MASK_THREADS", min(4, os.cpu_count() or 1), minimum=1),
         dashboard_token=Secret(token) if token else None,
         public_url=_http_url("LABELHOOK_PUBLIC_URL", env.get("LABELHOOK_PUBLIC_URL")),
         aws_endpoint_url=_http_url("AWS_ENDPOINT_URL", env.get("AWS_ENDPOINT_URL")),

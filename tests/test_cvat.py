@@ -34,7 +34,7 @@ from receiver.app import create_app
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors import IncomingRequest
 from receiver.vendors.cvat import CvatAdapter
-from tests.fakes.cvat import FakeCvat, FakeCvatJob, build_app
+from tests.fakes.cvat import FakeCvat, FakeCvatJob, build_app, frame_jpeg
 from tests.support import LiveServer, wait_for
 
 # pycocotools' Cython decode trips numpy 2's __array__(copy=) deprecation; that is its issue, not ours.
@@ -361,6 +361,48 @@ def test_completed_job_is_rasterised_like_the_reference_and_a_replay_is_a_duplic
     assert manifest["cvat"]["skipped"] == {"polyline": 1}
     auth = {headers.get("authorization") for _, path, headers in cvat.seen if path.startswith("/api/")}
     assert auth == {"Token cvat-test-token"}
+    # Each frame's original image, fetched from the data API, is what annotations.json names.
+    assert [i["file_name"] for i in coco["images"]] == [f"images/{n}.jpg" for n in range(5)]
+    for frame in range(5):
+        assert (job / f"images/{frame}.jpg").read_bytes() == cvat.jobs["42"].frame_image(frame)
+    assert coco["warnings"]["images_not_fetched"] == {} and coco["warnings"]["image_size_mismatch"] == []
+    frame_requests = [p for _, p, _ in cvat.seen if p == "/api/jobs/42/data"]
+    assert len(frame_requests) == 5
+
+
+def test_fetch_images_off_names_the_frames_and_warns(
+    make_settings: Any, fake: tuple[FakeCvat, LiveServer], tmp_path: Path
+) -> None:
+    cvat, api = fake
+    cvat.jobs["42"].frames[2] = b"not an image"  # and one frame CVAT serves broken, with images on
+    body = webhook(job_object())
+    with service(make_settings, api.url, LABELHOOK_CVAT_FETCH_IMAGES="0") as live:
+        assert post(live.url, body, signed(body)).status_code == 202
+        job = tmp_path / "out" / "cvat" / "3" / "42"
+        wait_for(lambda: (job / "manifest.json").exists())
+    coco = json.loads((job / "annotations.json").read_text())
+    assert [i["file_name"] for i in coco["images"]] == [f"images/{n}" for n in range(5)]
+    assert coco["warnings"]["images_not_fetched"] == {str(n): "FETCH_IMAGES=0" for n in range(5)}
+    assert not (job / "images").exists()
+    assert not [p for _, p, _ in cvat.seen if p == "/api/jobs/42/data"]
+
+
+def test_a_broken_frame_image_is_a_warning_not_a_failure(
+    make_settings: Any, fake: tuple[FakeCvat, LiveServer], tmp_path: Path
+) -> None:
+    cvat, api = fake
+    cvat.jobs["42"].frames[2] = b"<html>not an image</html>"
+    cvat.jobs["42"].frames[3] = frame_jpeg(W + 1, H, 3)  # another size than the job's frames
+    body = webhook(job_object())
+    with service(make_settings, api.url) as live:
+        assert post(live.url, body, signed(body)).status_code == 202
+        job = tmp_path / "out" / "cvat" / "3" / "42"
+        wait_for(lambda: (job / "manifest.json").exists())
+    coco = json.loads((job / "annotations.json").read_text())
+    assert coco["warnings"]["images_not_fetched"] == {"2": "not a JPEG, PNG, BMP or TIFF image"}
+    assert coco["warnings"]["image_size_mismatch"] == [{"frame": 3, "image": [W + 1, H], "mask": [W, H]}]
+    assert coco["images"][2]["file_name"] == "images/2" and not (job / "images/2.jpg").exists()
+    assert len(coco["annotations"]) > 0
 
 
 def test_ping_progress_and_bad_signatures_store_nothing(

@@ -454,7 +454,11 @@ def test_video_job_writes_frames_and_coco_that_pycocotools_reads() -> None:
         "unknown_colors": {"#010101": 2, "#020202": 1},
         "invalid_legend_keys": [],
         "empty_instances": ["#01d9fc", "#fac1c2", "#fb0379"],
+        # No source images were handed in: each frame is named, and said to be missing.
+        "images_not_fetched": {"0": "no source image", "5": "no source image"},
+        "image_size_mismatch": [],
     }
+    assert [image["file_name"] for image in document["images"]] == ["images/0", "images/5"]
     images = {image["id"]: image for image in document["images"]}
     car_numbers = set()
     for annotation in document["annotations"]:

@@ -188,8 +188,29 @@ def semantic_classes(legend: dict[str, str]) -> dict[str, str]:
 # -- end to end ----------------------------------------------------------------------------------------
 
 
+def photo(size: tuple[int, int], seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def record_submitted(tmp_path: Path, job_id: str, image_urls: dict[str, str]) -> None:
+    """What `labelhook submit` records: the job, with its input's image URLs (the job API omits them)."""
+    JobBook(open_store(f"file://{tmp_path}/out")).note(
+        source=SOURCE,
+        vendor="playment",
+        job_id=job_id,
+        project=SANDBOX_PROJECT,
+        state="open",
+        meta={"image_urls": image_urls},
+    )
+
+
 def test_image_job_callback_to_decoded_masks(sandbox: Any, make_settings: Any, tmp_path: Path) -> None:
     vendor, api = sandbox
+    image = photo(Image.open(io.BytesIO(semantic_mask())).size)
+    record_submitted(tmp_path, SEMANTIC_JOB, {"0": api.url + vendor.add_image("street.jpg", image)})
     with receiver(make_settings(**pm_env(api.url))) as live:
         body = callback(SEMANTIC_JOB)
         response = post(live.url, body)
@@ -198,13 +219,19 @@ def test_image_job_callback_to_decoded_masks(sandbox: Any, make_settings: Any, t
     folder = job_dir(tmp_path, SEMANTIC_JOB)
     assert (folder / "callback.json").read_bytes() == body
     assert (folder / "result.json").read_bytes() == vendor.files[f"{SEMANTIC_JOB}/result.json"][0]
-    assert (folder / "media" / "0" / "source.png").read_bytes() == semantic_mask()
+    assert (folder / "media" / "0" / "vendor_mask.png").read_bytes() == semantic_mask()
+    # The photo the vendor labelled, fetched from the customer's URL (without the Playment key).
+    assert (folder / "images" / "0.jpg").read_bytes() == image
+    fetched = vendor.requests_to("/images/")
+    assert len(fetched) == 1 and "x-api-key" not in fetched[0].headers
     paths = {f["path"] for f in manifest["files"]}
     assert {"masks/0/semantic.png", "masks/0/instances.png", "labelmap.json", "annotations.json"} <= paths
     counts = check_pixels(folder, 0, semantic_mask(), SEMANTIC_LEGEND, semantic_classes(SEMANTIC_LEGEND))
     check_rle(folder, 0, semantic_mask())
     coco = json.loads((folder / "annotations.json").read_text())
     assert coco["warnings"]["unknown_colors"] == {"#123456": counts["#123456"]}
+    assert [i["file_name"] for i in coco["images"]] == ["images/0.jpg"]
+    assert coco["warnings"]["images_not_fetched"] == {} and coco["warnings"]["image_size_mismatch"] == []
     assert manifest["segmentation"]["frames"] == 1
     # The API key went to the API only; the signed-URL host (the other origin) never saw it.
     signed = vendor.requests_to("/signed/")
@@ -223,7 +250,7 @@ def test_instance_legend_with_malformed_key_is_reported(
         assert post(live.url, callback(INSTANCE_JOB), key=None, query=f"?token={KEY}").status_code == 202
         wait_manifest(tmp_path, INSTANCE_JOB)
     folder = job_dir(tmp_path, INSTANCE_JOB)
-    png = vendor.files[f"{INSTANCE_JOB}/source.png"][0]
+    png = vendor.files[f"{INSTANCE_JOB}/source.png"][0]  # the sandbox's attachment name
     classes = {i["value"]: i["value"].split(" #")[0] for i in INSTANCES}
     check_pixels(folder, 0, png, INSTANCE_LEGEND, classes)
     check_rle(folder, 0, png)
@@ -236,7 +263,11 @@ def test_instance_legend_with_malformed_key_is_reported(
 
 
 def test_video_job_writes_one_mask_per_frame(sandbox: Any, make_settings: Any, tmp_path: Path) -> None:
-    _, api = sandbox
+    vendor, api = sandbox
+    size = Image.open(io.BytesIO(video_frame(0))).size
+    urls = {str(n): api.url + vendor.add_image(f"v/{n}.jpg", photo(size, n)) for n in (0, 1)}
+    urls["2"] = api.url + "/images/v/gone.jpg"  # the customer deleted frame 2's image: 404
+    record_submitted(tmp_path, VIDEO_JOB, urls)
     with receiver(make_settings(**pm_env(api.url))) as live:
         assert post(live.url, callback(VIDEO_JOB)).status_code == 202
         manifest = wait_manifest(tmp_path, VIDEO_JOB)
@@ -247,6 +278,23 @@ def test_video_job_writes_one_mask_per_frame(sandbox: Any, make_settings: Any, t
         check_pixels(folder, frame, video_frame(frame), SEMANTIC_LEGEND, semantic_classes(SEMANTIC_LEGEND))
         check_rle(folder, frame, video_frame(frame))
     assert manifest["segmentation"]["frames"] == 3
+    assert [i["file_name"] for i in coco["images"]] == ["images/0.jpg", "images/1.jpg", "images/2.jpg"]
+    assert (folder / "images/1.jpg").read_bytes() == vendor.images["v/1.jpg"][0]
+    assert not (folder / "images/2.jpg").exists()
+    assert list(coco["warnings"]["images_not_fetched"]) == ["2"]
+    assert "404" in coco["warnings"]["images_not_fetched"]["2"]
+
+
+def test_fetch_images_off(sandbox: Any, make_settings: Any, tmp_path: Path) -> None:
+    vendor, api = sandbox
+    record_submitted(tmp_path, SEMANTIC_JOB, {"0": api.url + vendor.add_image("s.jpg", photo((8, 8)))})
+    with receiver(make_settings(**pm_env(api.url, LABELHOOK_PM_FETCH_IMAGES="0"))) as live:
+        assert post(live.url, callback(SEMANTIC_JOB)).status_code == 202
+        wait_manifest(tmp_path, SEMANTIC_JOB)
+    coco = json.loads((job_dir(tmp_path, SEMANTIC_JOB) / "annotations.json").read_text())
+    assert coco["images"][0]["file_name"] == "images/0"
+    assert coco["warnings"]["images_not_fetched"] == {"0": "FETCH_IMAGES=0"}
+    assert not vendor.requests_to("/images/")
 
 
 def _png(image: Image.Image) -> bytes:
@@ -463,6 +511,10 @@ def test_submit_image_and_video_jobs(sandbox: Any, tmp_path: Path) -> None:
     assert len(vendor.created[1]["body"]["data"]["video_data"]["frames"]) == 2
     records = JobBook(open_store(f"file://{tmp_path}/out")).list(SOURCE)
     assert len(records) == 2 and all(r.state == "open" and r.project == SANDBOX_PROJECT for r in records)
+    # The job API will not answer the input: its image URLs are kept for fetching the source images.
+    assert sorted(list(r.meta["image_urls"].values()) for r in records) == sorted(
+        [["https://example.com/a.jpg"], ["https://example.com/1.jpg", "https://example.com/2.jpg"]]
+    )
 
 
 def test_submit_invalid_input_exits_2_naming_the_field(sandbox: Any, tmp_path: Path) -> None:

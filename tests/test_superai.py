@@ -126,14 +126,16 @@ def mask_png() -> tuple[bytes, dict[str, np.ndarray]]:
     return buffer.getvalue(), truth
 
 
-def segmentation_job(vendor: FakeSuperAI, job_id: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def segmentation_job(
+    vendor: FakeSuperAI, job_id: str, image_url: str = "https://example.invalid/input.jpg"
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     png, truth = mask_png()
     vendor.add_file(f"data://1/jobs/{job_id}/mask.png", png, "image/png")
     vendor.add_file(f"data://1/jobs/{job_id}/notes.txt", b"reviewed twice\n", "text/plain")
     response = {
         "id": int(job_id),
         "state": "COMPLETED",
-        "input": {"imageUrl": "https://example.invalid/input.jpg"},
+        "input": {"imageUrl": image_url},
         "response": {
             "annotations": {
                 "mask": f"data://1/jobs/{job_id}/mask.png",
@@ -162,7 +164,11 @@ def test_completed_job_called_back_twice_gives_one_output_set_with_media_and_dec
     fake: tuple[FakeSuperAI, LiveServer], tmp_path: Path, make_settings: Any
 ) -> None:
     vendor, api = fake
-    _, truth = segmentation_job(vendor, "42")
+    png, _ = mask_png()
+    photo = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").save(photo, format="JPEG")  # a photo of the mask's size
+    image_path = vendor.add_public("42.jpg", photo.getvalue())
+    _, truth = segmentation_job(vendor, "42", image_url=api.url + image_path)
     settings = make_settings(**env(api.url, tmp_path))
     body = {
         "id": 42,
@@ -187,8 +193,10 @@ def test_completed_job_called_back_twice_gives_one_output_set_with_media_and_dec
     for name in ("callback.json", "result.json", "media/mask.png", "media/notes.txt", "labelmap.json"):
         assert listed[name]["sha256"] == hashlib.sha256((out / name).read_bytes()).hexdigest()
     assert len(vendor.requests_to("/v1/jobs/42/response")) == 1
-    # Input URLs echoed in the response are not fetched; only data references are.
-    assert not [s for s in vendor.seen if "example.invalid" in s.path]
+    # The input image (the customer's URL echoed in the response) is fetched, without the API key.
+    assert (out / "images" / "0.jpg").read_bytes() == photo.getvalue()
+    public = [s for s in vendor.seen if s.path == "/public/42.jpg"]
+    assert len(public) == 1 and "api-key" not in public[0].headers
 
     labelmap = {entry["name"]: entry for entry in json.loads((out / "labelmap.json").read_bytes())}
     assert labelmap["car"]["color"] == "#ff0000" and labelmap["unlabeled"]["id"] == 0
@@ -205,6 +213,8 @@ def test_completed_job_called_back_twice_gives_one_output_set_with_media_and_dec
         assert (decoded == truth[name]).all()
         assert by_color[colour]["area"] == int(truth[name].sum())
     assert annotations["warnings"]["unknown_colors"] == {"#0c2238": int(truth["unknown"].sum())}
+    assert [i["file_name"] for i in annotations["images"]] == ["images/0.jpg"]
+    assert annotations["warnings"]["images_not_fetched"] == {}
 
 
 def test_non_final_states_are_recorded_not_processed_and_listed_by_jobs(

@@ -68,26 +68,28 @@ class Labelmap:
     invalid_legend_keys: tuple[str, ...] = ()
 
     @cached_property
-    def color_lut(self) -> npt.NDArray[np.uint16]:
-        """0xRRGGBB (little-endian packed as in an RGBA uint32 view) → segment number, 0 = none.
-
-        2^24 entries (32 MiB) built once per job; ``np.zeros`` maps pages lazily, so only pages
-        holding legend colours or looked up by the frame are ever touched.
-        """
-        lut = np.zeros(1 << 24, dtype=np.uint16)
-        for segment in self.segments:
-            rgb = int(segment.color[1:], 16)
-            # An RGBA uint32 view on a little-endian machine reads R as the low byte.
-            lut[((rgb & 0xFF) << 16) | (rgb & 0xFF00) | (rgb >> 16)] = segment.number
-        return lut
+    def packed_colours(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint16]]:
+        """Segment colours as sorted packed words (R | G<<8 | B<<16, as read from an RGBA pixel on
+        any host) and the segment number of each, for a binary search per run of pixels."""
+        words = np.array([_packed(segment.color) for segment in self.segments], dtype=np.uint32).reshape(-1)
+        numbers = np.array([segment.number for segment in self.segments], dtype=np.uint16).reshape(-1)
+        order = np.argsort(words, kind="stable")
+        return words[order], numbers[order]
 
     @cached_property
-    def segment_labels(self) -> npt.NDArray[np.uint16]:
-        """Segment number → labelmap id (index 0 → 0), for turning the instance map semantic."""
-        table = np.zeros(len(self.segments) + 1, dtype=np.uint16)
+    def segment_labels(self) -> npt.NDArray[np.unsignedinteger[Any]]:
+        """Segment number → labelmap id (index 0 → 0), for turning the instance map semantic; uint8
+        while the ids fit (the semantic PNG is then an 8-bit palette image), else uint16."""
+        dtype = np.uint8 if len(self.classes) <= 256 else np.uint16
+        table: npt.NDArray[np.unsignedinteger[Any]] = np.zeros(len(self.segments) + 1, dtype=dtype)
         for segment in self.segments:
             table[segment.number] = segment.label_id
         return table
+
+
+def _packed(colour: str) -> int:
+    rgb = int(colour[1:], 16)
+    return ((rgb & 0xFF) << 16) | (rgb & 0xFF00) | (rgb >> 16)
 
 
 def normalise_color(key: str) -> str | None:

@@ -32,29 +32,54 @@ class SegmentRuns:
     counts: tuple[str, ...]  # compressed COCO RLE string per label
 
 
-def label_runs(labels: npt.NDArray[np.integer[Any]]) -> SegmentRuns:
-    """Find every run of every non-zero label of a 2-D map in one column-major pass.
+class TooManyRuns(ValueError):
+    """The map has more labelled runs than the caller's limit (noise, not a mask): refused, because
+    every run costs memory here and in the COCO output."""
 
-    Returns, per label present, its bounding box and compressed COCO RLE counts; labels absent from
-    the map do not appear. Areas come from the runs too, so no per-label pass over the pixels is
-    needed.
+
+# Columns transposed per step: a block of 2^18 pixels (512 KiB of uint16) stays in cache while it is
+# turned column-major, and a frame never needs a second full-size copy of its map.
+_BLOCK_PIXELS = 1 << 18
+
+
+def label_runs(labels: npt.NDArray[np.integer[Any]], *, max_runs: int | None = None) -> SegmentRuns:
+    """Find every run of every non-zero label of a 2-D map in column-major order.
+
+    Returns, per label present, its area, bounding box and compressed COCO RLE counts; labels
+    absent from the map do not appear. The map is read a band of columns at a time (column-major
+    order is contiguous per band), so the extra memory is one block plus the runs themselves.
+    Raises `TooManyRuns` when there are more than ``max_runs`` labelled runs.
     """
     height, width = labels.shape
     total = height * width
-    # The one unavoidable column-major copy; everything after works on the (few) run boundaries.
-    flat = np.ascontiguousarray(labels.T).reshape(-1)
     if total == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return SegmentRuns(empty, empty, np.zeros((0, 4), dtype=np.int64), ())
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.concatenate(([0], change)).astype(np.int64)
-    ends = np.concatenate((change, [total])).astype(np.int64)
-    values = flat[starts].astype(np.int64)
-    keep = values != 0
-    starts, ends, values = starts[keep], ends[keep], values[keep]
+        return _no_runs()
+    step = max(1, _BLOCK_PIXELS // height)
+    starts_parts: list[IntArray] = []
+    values_parts: list[IntArray] = []
+    found = 0
+    previous: int | None = None  # value of the last pixel of the previous block
+    for c0 in range(0, width, step):
+        block = np.ascontiguousarray(labels[:, c0 : c0 + step].T).reshape(-1)
+        change = np.flatnonzero(block[1:] != block[:-1]) + 1
+        if previous is None or int(block[0]) != previous:
+            change = np.concatenate(([0], change))
+        previous = int(block[-1])
+        values = block[change]
+        keep = values != 0
+        # Runs of 0 are needed only as separators: a labelled run ends where any other run starts.
+        starts_parts.append(change.astype(np.int64) + c0 * height)
+        values_parts.append(values.astype(np.int64))
+        found += int(np.count_nonzero(keep))
+        if max_runs is not None and found > max_runs:
+            raise TooManyRuns(f"more than {max_runs} labelled runs")
+    starts = np.concatenate(starts_parts)
+    all_values = np.concatenate(values_parts)
+    ends = np.append(starts[1:], total)
+    keep = all_values != 0
+    starts, ends, values = starts[keep], ends[keep], all_values[keep]
     if values.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return SegmentRuns(empty, empty, np.zeros((0, 4), dtype=np.int64), ())
+        return _no_runs()
     # Stable sort keeps each label's runs in column-major order, which the RLE needs.
     order = np.argsort(values, kind="stable")
     starts, ends, values = starts[order], ends[order], values[order]
@@ -64,6 +89,11 @@ def label_runs(labels: npt.NDArray[np.integer[Any]]) -> SegmentRuns:
     bboxes = _bboxes(starts, ends, first, height)
     counts = _pack_all(starts, ends, first, total)
     return SegmentRuns(present, areas, bboxes, counts)
+
+
+def _no_runs() -> SegmentRuns:
+    empty = np.zeros(0, dtype=np.int64)
+    return SegmentRuns(empty, empty, np.zeros((0, 4), dtype=np.int64), ())
 
 
 def _bboxes(starts: IntArray, ends: IntArray, first: IntArray, height: int) -> IntArray:
@@ -111,22 +141,38 @@ def _pack_all(starts: IntArray, ends: IntArray, first: IntArray, total: int) -> 
     return tuple(text[bounds[i] : bounds[i + 1]] for i in range(first.size))
 
 
+# Counts packed per step: the packer's temporaries are (counts × groups) wide, so a frame with
+# hundreds of thousands of runs is packed in slices of bounded memory.
+_PACK_STEP = 1 << 16
+
+
 def _pack(counts: IntArray, index_in_seg: IntArray) -> tuple[str, IntArray]:
     """The pycocotools string of ``counts``; also the char offset where each count starts."""
     deltas = counts.copy()
-    later = index_in_seg > 2
-    deltas[later] -= counts[np.flatnonzero(later) - 2]
+    later = np.flatnonzero(index_in_seg > 2)
+    deltas[later] -= counts[later - 2]
+    del later
+    parts: list[bytes] = []
+    sizes: list[IntArray] = []
+    for at in range(0, deltas.size, _PACK_STEP):
+        chars, n_groups = _pack_slice(deltas[at : at + _PACK_STEP])
+        parts.append(chars)
+        sizes.append(n_groups)
+    offsets = np.concatenate(([0], np.cumsum(np.concatenate(sizes)))) if sizes else np.zeros(1, np.int64)
+    return b"".join(parts).decode("ascii"), offsets
+
+
+def _pack_slice(deltas: IntArray) -> tuple[bytes, IntArray]:
     # Groups needed: smallest k with -2^(5k-1) <= x < 2^(5k-1) (the top bit of the last group is
     # the sign, which is why the encoder keeps going while that bit disagrees with the rest).
     magnitude = np.where(deltas < 0, ~deltas, deltas)
     bits = np.zeros(deltas.size, dtype=np.int64)
-    m = magnitude.copy()
     while True:
-        nonzero = m > 0
+        nonzero = magnitude > 0
         if not nonzero.any():
             break
         bits += nonzero
-        m >>= 1
+        magnitude >>= 1
     n_groups = bits // 5 + 1
     max_groups = int(n_groups.max())
     shifts = 5 * np.arange(max_groups, dtype=np.int64)
@@ -134,9 +180,7 @@ def _pack(counts: IntArray, index_in_seg: IntArray) -> tuple[str, IntArray]:
     more = np.arange(max_groups)[None, :] < (n_groups[:, None] - 1)
     chars = (groups | (more.astype(np.int64) << 5)) + 48
     valid = np.arange(max_groups)[None, :] < n_groups[:, None]
-    text = chars[valid].astype(np.uint8).tobytes().decode("ascii")
-    offsets = np.concatenate(([0], np.cumsum(n_groups)))
-    return text, offsets
+    return chars[valid].astype(np.uint8).tobytes(), n_groups
 
 
 def encode_mask(mask: npt.NDArray[np.bool_]) -> str:

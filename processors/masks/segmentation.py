@@ -10,20 +10,26 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from processors.errors import Permanent
+from processors.masks.coco_fields import coco_attributes, coco_categories, coco_info
 from processors.masks.decode import (
+    MAX_UNKNOWN_COLOURS,
+    FrameFacts,
     FrameMasks,
     Labelmap,
     build_labelmap,
-    decode_frame,
+    decode_png,
+    encode_frame_semantic_png,
     encode_instances_png,
-    encode_semantic_png,
-    read_rgba,
 )
+from processors.masks.frame_pool import ordered_map
+from processors.masks.memory import MemoryBudget, frame_cost
+from processors.source_images import SourceImage, image_warnings
 
 Writer = Callable[[str, bytes], None]
 
@@ -46,28 +52,79 @@ class SegmentationSummary:
         }
 
 
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One frame's output PNGs and the facts its annotations need."""
+
+    index: int
+    semantic_png: bytes
+    instances_png: bytes
+    facts: FrameFacts
+
+
+class FrameError(Permanent):
+    """A frame could not be decoded; ``frame_index`` says which."""
+
+    def __init__(self, frame_index: int, reason: str) -> None:
+        super().__init__(f"frame {frame_index}: {reason}")
+        self.frame_index = frame_index
+
+
 def process_segmentation(
-    result: Any, frames: Iterable[tuple[int, bytes]], write: Writer, *, max_pixels: int
+    result: Any,
+    frames: Iterable[tuple[int, bytes]],
+    write: Writer,
+    *,
+    max_pixels: int,
+    threads: int = 1,
+    budget: MemoryBudget | None = None,
+    images: Mapping[int, SourceImage] | None = None,
 ) -> SegmentationSummary:
     """Decode every frame and write the job's mask outputs through ``write(key, data)``.
 
-    Per frame: ``masks/<frame>/semantic.png`` and ``masks/<frame>/instances.png``, as soon as the
-    frame is decoded; then ``labelmap.json`` and ``annotations.json``. Output bytes depend only on
-    the inputs, so a re-run writes identical files. Raises Permanent on a malformed result object,
-    an undecodable or oversized frame, or a repeated frame index.
+    Per frame: ``masks/<frame>/semantic.png`` and ``masks/<frame>/instances.png``, in frame order;
+    then ``labelmap.json`` and ``annotations.json``. Up to ``threads`` frames are decoded at once
+    (and read ahead from ``frames``), each holding its cost from ``budget`` while decoded; output
+    bytes depend only on the inputs, so they are the same for any ``threads`` and on every re-run.
+    ``images`` are the frames' source images (`processors.source_images`), named in
+    ``images[].file_name``. Raises Permanent on a malformed result object, an undecodable or
+    oversized frame, or a repeated frame index.
     """
     labelmap = build_labelmap(*_legend_and_instances(result))
 
-    def decoded() -> Iterator[tuple[int, FrameMasks]]:
-        # One frame decoded at a time: a video never holds more than one frame's arrays.
+    def checked() -> Iterator[tuple[int, bytes]]:
+        seen: set[int] = set()
         for frame_index, data in frames:
             _check_frame_index(frame_index)
-            try:
-                yield frame_index, decode_frame(read_rgba(data, max_pixels=max_pixels), labelmap)
-            except Permanent as exc:
-                raise Permanent(f"frame {frame_index}: {exc.reason}") from exc
+            if frame_index in seen:
+                raise Permanent(f"frame {frame_index} appears twice")
+            seen.add(frame_index)
+            yield frame_index, data
 
-    return write_frame_masks(labelmap, decoded(), write)
+    def encode(item: tuple[int, bytes]) -> EncodedFrame:
+        frame_index, data = item
+        with budget.reserve(frame_cost(data)) if budget is not None else nullcontext():
+            try:
+                masks = decode_png(data, labelmap, max_pixels=max_pixels)
+            except Permanent as exc:
+                reason = exc.reason
+            else:
+                return encode_frame(frame_index, masks, labelmap)
+        # Raised outside the handler, so no traceback keeps the failed decode's arrays alive after
+        # its memory went back to the budget (another frame may be using it already).
+        raise FrameError(frame_index, reason)
+
+    return _write_encoded(labelmap, ordered_map(encode, checked(), threads=threads), write, images=images)
+
+
+def encode_frame(frame_index: int, masks: FrameMasks, labelmap: Labelmap) -> EncodedFrame:
+    """The two PNGs of a decoded frame (the pixel arrays can be dropped afterwards)."""
+    return EncodedFrame(
+        frame_index,
+        encode_frame_semantic_png(masks, labelmap),
+        encode_instances_png(masks.instances),
+        masks.facts(),
+    )
 
 
 def _check_frame_index(frame_index: Any) -> None:
@@ -76,21 +133,40 @@ def _check_frame_index(frame_index: Any) -> None:
 
 
 def write_frame_masks(
-    labelmap: Labelmap, frames: Iterable[tuple[int, FrameMasks]], write: Writer
+    labelmap: Labelmap,
+    frames: Iterable[tuple[int, FrameMasks]],
+    write: Writer,
+    *,
+    images: Mapping[int, SourceImage] | None = None,
 ) -> SegmentationSummary:
     """Write the same outputs as `process_segmentation` for frames already turned into label maps.
 
     For vendors whose annotations are vector shapes rasterised straight into instance maps (CVAT):
     no PNG is decoded, ``labelmap`` is the vendor's own. Same files, order and determinism.
     """
-    job = _JobAnnotations(labelmap)
-    for frame_index, masks in frames:
-        _check_frame_index(frame_index)
-        if frame_index in job.frame_indices:
-            raise Permanent(f"frame {frame_index} appears twice")
-        write(f"masks/{frame_index}/semantic.png", encode_semantic_png(masks.semantic, labelmap))
-        write(f"masks/{frame_index}/instances.png", encode_instances_png(masks.instances))
-        job.add(frame_index, masks)
+
+    def encoded() -> Iterator[EncodedFrame]:
+        for frame_index, masks in frames:
+            _check_frame_index(frame_index)
+            yield encode_frame(frame_index, masks, labelmap)
+
+    return _write_encoded(labelmap, encoded(), write, images=images)
+
+
+def _write_encoded(
+    labelmap: Labelmap,
+    frames: Iterable[EncodedFrame],
+    write: Writer,
+    *,
+    images: Mapping[int, SourceImage] | None = None,
+) -> SegmentationSummary:
+    job = _JobAnnotations(labelmap, images or {})
+    for frame in frames:
+        if frame.index in job.frame_indices:
+            raise Permanent(f"frame {frame.index} appears twice")
+        write(f"masks/{frame.index}/semantic.png", frame.semantic_png)
+        write(f"masks/{frame.index}/instances.png", frame.instances_png)
+        job.add(frame.index, frame.facts)
     if not job.frame_indices:
         raise Permanent("segmentation result has no mask frames")
     write("labelmap.json", _dump([entry.as_json() for entry in labelmap.classes]))
@@ -113,8 +189,10 @@ def _legend_and_instances(result: Any) -> tuple[Mapping[str, Any], list[Mapping[
 class _JobAnnotations:
     """COCO records and warnings accumulated frame by frame (no pixel data kept)."""
 
-    def __init__(self, labelmap: Labelmap) -> None:
+    def __init__(self, labelmap: Labelmap, images: Mapping[int, SourceImage]) -> None:
         self.labelmap = labelmap
+        self.source_images = images
+        self.mask_sizes: dict[int, tuple[int, int]] = {}
         self.frame_indices: set[int] = set()
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
@@ -122,13 +200,16 @@ class _JobAnnotations:
         self.seen_segments: set[int] = set()
         self.class_areas = [0] * len(labelmap.classes)
 
-    def add(self, frame_index: int, masks: FrameMasks) -> None:
+    def add(self, frame_index: int, masks: FrameFacts) -> None:
         self.frame_indices.add(frame_index)
         image_id = len(self.images) + 1
+        self.mask_sizes[frame_index] = (masks.width, masks.height)
+        source = self.source_images.get(frame_index)
         self.images.append(
             {
                 "id": image_id,
-                "file_name": f"masks/{frame_index}/semantic.png",
+                # The photo the vendor labelled (COCO pairs annotations with pixels through this).
+                "file_name": source.file_name if source else f"images/{frame_index}",
                 "width": masks.width,
                 "height": masks.height,
                 "frame_index": frame_index,
@@ -149,7 +230,7 @@ class _JobAnnotations:
                     "color": segment.color,
                     "instance_id": segment.instance_id,
                     "instance_number": segment.number,
-                    "attributes": segment.attributes,
+                    "attributes": coco_attributes(segment.attributes),
                 }
             )
             self.seen_segments.add(segment.number)
@@ -158,6 +239,9 @@ class _JobAnnotations:
         self.class_areas[0] += masks.width * masks.height - labelled
         for colour, count in masks.unknown_colors.items():
             self.unknown_colors[colour] = self.unknown_colors.get(colour, 0) + count
+        if len(self.unknown_colors) > MAX_UNKNOWN_COLOURS:
+            # Same rule as per frame: the lowest colours, exactly counted (a video of noise stays small).
+            self.unknown_colors = dict(sorted(self.unknown_colors.items())[:MAX_UNKNOWN_COLOURS])
 
     def warnings(self) -> dict[str, Any]:
         return {
@@ -167,13 +251,15 @@ class _JobAnnotations:
             "empty_instances": [
                 s.color for s in self.labelmap.segments if s.number not in self.seen_segments
             ],
+            **image_warnings(self.source_images, self.mask_sizes),
         }
 
     def coco(self) -> dict[str, Any]:
-        categories = [entry.as_json() for entry in self.labelmap.classes[1:]]
         return {
+            "info": coco_info("one labelhook output set"),
+            "licenses": [],
             "images": self.images,
-            "categories": categories,
+            "categories": coco_categories(self.labelmap.classes[1:]),
             "annotations": self.annotations,
             "warnings": self.warnings(),
         }
@@ -197,17 +283,19 @@ def decode_command(
     *,
     max_pixels: int,
     on_frame: Callable[[str], None] | None = None,
+    threads: int = 1,
+    budget: MemoryBudget | None = None,
 ) -> int:
     """``labelhook decode MASK.png [MASK…] --result RESULT.json --out DIR``; returns the exit status.
 
-    One mask is frame 0; several are the frames of a video in the order given (``on_frame`` is told
-    as each is decoded, for a progress bar). Writes ``masks/<frame>/…``, ``labelmap.json`` and
-    ``annotations.json`` under ``out_dir`` only after everything decoded; on a bad input nothing is
-    written, one line goes to stderr and 2 is returned.
+    One mask is frame 0; several are the frames of a video in the order given, decoded on up to
+    ``threads`` threads (``on_frame`` is told as each is done, in order, for a progress bar). Writes
+    ``masks/<frame>/…``, ``labelmap.json`` and ``annotations.json`` under ``out_dir`` only after
+    everything decoded; on a bad input nothing is written, one line goes to stderr and 2 is returned.
     """
     paths = [mask_paths] if isinstance(mask_paths, str) else list(mask_paths)
     try:
-        files = _decode_in_memory(paths, result_path, max_pixels, on_frame)
+        files = _decode_in_memory(paths, result_path, max_pixels, on_frame, threads, budget)
         _write_all(Path(out_dir), files)
     except Permanent as exc:
         print(f"labelhook decode: {exc.reason}".replace("\n", " "), file=sys.stderr)
@@ -217,7 +305,12 @@ def decode_command(
 
 
 def _decode_in_memory(
-    mask_paths: Sequence[str], result_path: str, max_pixels: int, on_frame: Callable[[str], None] | None
+    mask_paths: Sequence[str],
+    result_path: str,
+    max_pixels: int,
+    on_frame: Callable[[str], None] | None,
+    threads: int,
+    budget: MemoryBudget | None,
 ) -> dict[str, bytes]:
     try:
         result = json.loads(Path(result_path).read_bytes())
@@ -225,28 +318,32 @@ def _decode_in_memory(
         raise Permanent(f"cannot read result {result_path}: {exc.strerror or exc}") from exc
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
         raise Permanent(f"result {result_path} is not valid JSON: {exc}") from exc
-    current = mask_paths[0] if mask_paths else ""
 
     def frames() -> Iterator[tuple[int, bytes]]:
-        # One mask file in memory at a time: a long video decodes in bounded memory.
-        nonlocal current
+        # At most ``threads`` mask files in memory at a time: a long video decodes in bounded memory.
         for index, path in enumerate(mask_paths):
-            current = path
             try:
                 data = Path(path).read_bytes()
             except OSError as exc:
                 raise Permanent(f"cannot read mask {path}: {exc.strerror or exc}") from exc
             yield index, data
-            if on_frame is not None:
-                on_frame(path)
 
     files: dict[str, bytes] = {}
+
+    def keep(key: str, data: bytes) -> None:
+        files[key] = data
+        index, _, name = key.removeprefix("masks/").partition("/")
+        if on_frame is not None and key.startswith("masks/") and name == "instances.png":
+            on_frame(mask_paths[int(index)])  # the frame's last file: it is done
+
     try:
-        process_segmentation(result, frames(), files.__setitem__, max_pixels=max_pixels)
+        process_segmentation(result, frames(), keep, max_pixels=max_pixels, threads=threads, budget=budget)
+    except FrameError as exc:
+        raise Permanent(f"{mask_paths[exc.frame_index]}: {exc.reason}") from exc
     except Permanent as exc:
-        raise Permanent(
-            exc.reason if exc.reason.startswith("cannot read") else f"{current}: {exc.reason}"
-        ) from exc
+        if exc.reason.startswith("cannot read") or not mask_paths:
+            raise
+        raise Permanent(f"{mask_paths[0]}: {exc.reason}") from exc
     return files
 
 

@@ -60,6 +60,9 @@ class Store(ABC):
     def list(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (recursive), sorted."""
 
+    def sync(self) -> None:  # noqa: B027 - a no-op for backends whose puts are durable on return
+        """Make every write so far durable (see `LocalStore(sync_each=False)`)."""
+
     @abstractmethod
     def ping(self) -> None:
         """Raise `StoreError` unless the store can be written."""

@@ -13,6 +13,8 @@ from typing import IO
 from processors.store.base import Store, StoreError
 
 _CHUNK = 1024 * 1024
+#: `LocalStore.sync` fsyncs files one by one up to this many, and syncs the system past it.
+_FSYNC_EACH_UP_TO = 32
 
 
 def _copy(source: IO[bytes], target: IO[bytes]) -> None:
@@ -21,7 +23,7 @@ def _copy(source: IO[bytes], target: IO[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def _fsynced_temp(path: Path, fill: bytes | IO[bytes]) -> Iterator[str]:
+def _fsynced_temp(path: Path, fill: bytes | IO[bytes], *, fsync: bool = True) -> Iterator[str]:
     """A complete, fsynced temp file beside ``path`` for the caller to publish (rename or link);
     removed on the way out unless publishing moved it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +35,8 @@ def _fsynced_temp(path: Path, fill: bytes | IO[bytes]) -> Iterator[str]:
             else:
                 _copy(fill, out)
             out.flush()
-            os.fsync(out.fileno())
+            if fsync:
+                os.fsync(out.fileno())
         yield tmp
     finally:
         with contextlib.suppress(OSError):
@@ -41,10 +44,17 @@ def _fsynced_temp(path: Path, fill: bytes | IO[bytes]) -> Iterator[str]:
 
 
 class LocalStore(Store):
-    """Objects are files under ``root``; `os.replace` makes each write atomic."""
+    """Objects are files under ``root``; `os.replace` makes each write atomic.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    By default each write is fsynced before it is published. ``sync_each=False`` (bulk writers such
+    as `labelhook export`, which commit many files at a time) leaves that to `sync`: writes are
+    still atomic to readers, and durable once `sync` returns.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, sync_each: bool = True) -> None:
         self.root = Path(root)
+        self.sync_each = sync_each
+        self._unsynced: set[Path] = set()
 
     @classmethod
     def from_url(cls, url: str) -> LocalStore:
@@ -60,10 +70,41 @@ class LocalStore(Store):
     def _write(self, key: str, fill: bytes | IO[bytes]) -> None:
         path = self._path(key)
         try:
-            with _fsynced_temp(path, fill) as tmp:
+            with _fsynced_temp(path, fill, fsync=self.sync_each) as tmp:
                 os.replace(tmp, path)
         except OSError as exc:
             raise StoreError(f"cannot write {key}: {exc.strerror or exc}") from exc
+        if not self.sync_each:
+            self._unsynced.add(path)
+
+    def sync(self) -> None:
+        """fsync every file written since the last call, then their folders (the renames).
+
+        Past a few dozen files one ``sync()`` of the whole system is far cheaper than an fsync per
+        file and per folder (each forces its own journal commit); it is what ``cp … && sync`` does.
+        """
+        if len(self._unsynced) > _FSYNC_EACH_UP_TO:
+            os.sync()
+            self._unsynced.clear()
+            return
+        folders: set[Path] = set()
+        try:
+            for path in sorted(self._unsynced):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                folders.add(path.parent)
+            for folder in sorted(folders):
+                fd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"cannot sync {self.root}: {exc.strerror or exc}") from exc
+        self._unsynced.clear()
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._write(key, data)

@@ -3,6 +3,7 @@
 serve.py    run / serve / work: the long-running processes
 sources.py  sources             dead.py     dead list / replay
 jobs.py     submit / poll / jobs decode.py  decode (offline)
+export.py   export (one dataset from every finished job)
 prune.py    prune (retention now)
 backends.py the queue + store a command opens; output.py tables and JSON; progress.py the bar
 
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("mask", nargs="+", help="the mask PNG; several are a video's frames 0, 1, …")
     decode.add_argument("--result", required=True, help="the vendor result JSON (legend, instances)")
     decode.add_argument("--out", required=True, help="output directory")
+    from receiver.cli import export
+
+    export.add_parser(sub)
     return parser
 
 
@@ -119,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from receiver.cli import decode
 
         return decode.decode(settings, args)
+    if args.command == "export":
+        from receiver.cli import export
+
+        return export.export(settings, args)
     if args.command == "prune":
         from receiver.cli import prune
 

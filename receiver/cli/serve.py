@@ -80,7 +80,7 @@ def serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, de
         background.append(lambda: send_samples(f"http://{local}:{port}", source))
         sandbox = settings.source(PLAYMENT_SOURCE)
         if sandbox is not None and sandbox.options.get("sandbox") == "1":
-            background.append(lambda: send_playment_samples(f"http://{local}:{port}", sandbox))
+            background.append(lambda: send_playment_samples(f"http://{local}:{port}", sandbox, store=store))
     app = create_app(settings, queue, store, worker=worker, background=background)
     log.info(
         "starting",

@@ -13,11 +13,15 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
 from processors.config import DEMO_SECRET, DEMO_SOURCE, Settings, SourceConfig, load_settings
+
+if TYPE_CHECKING:
+    from processors.store import Store
 
 log = logging.getLogger("labelhook.demo")
 
@@ -104,10 +108,29 @@ def load_demo_settings(environ: Mapping[str, str]) -> Settings:
 
 
 async def send_playment_samples(
-    base_url: str, source: SourceConfig, *, startup_timeout: float = 15.0
+    base_url: str, source: SourceConfig, *, startup_timeout: float = 15.0, store: Store | None = None
 ) -> None:
-    """POST a Playment-style completion callback (`x-playment-key`) for each sandbox job."""
-    from receiver.demo.sandbox.playment import INSTANCE_JOB, SEMANTIC_JOB, VIDEO_JOB
+    """POST a Playment-style completion callback (`x-playment-key`) for each sandbox job.
+
+    With ``store``, each job is first recorded as `labelhook submit` records it, with the URLs of
+    the photos it was drawn on (Playment's job API does not answer them), so the demo's output sets
+    hold their source images too.
+    """
+    from receiver.demo.sandbox.playment import INSTANCE_JOB, SAMPLE_IMAGES, SEMANTIC_JOB, VIDEO_JOB
+
+    if store is not None and source.api_url:
+        from processors.jobs import JobBook
+
+        book = JobBook(store)
+        for job_id, paths in SAMPLE_IMAGES.items():
+            book.note(
+                source=source.name,
+                vendor=source.vendor,
+                job_id=job_id,
+                project=source.options.get("project_id", ""),
+                state="open",
+                meta={"image_urls": {frame: source.api_url + path for frame, path in paths.items()}},
+            )
 
     key = source.secrets[0].reveal()
     project = source.options.get("project_id", "")

@@ -1,7 +1,8 @@
 """A fake CVAT server (Starlette) for tests, following seed 004's jobs API and its data shapes.
 
 ``Authorization: Token <key>`` is checked (401), unknown ids answer 404. Routes: ``GET /api/jobs/{id}``,
-``GET /api/jobs/{id}/annotations/``, ``GET /api/jobs/{id}/data/meta``, ``GET /api/labels?job_id=``
+``GET /api/jobs/{id}/annotations/``, ``GET /api/jobs/{id}/data/meta``, ``GET /api/jobs/{id}/data?type=frame
+&number=N&quality=original`` (the frame's image), ``GET /api/labels?job_id=``
 (paginated ``{count, next, previous, results}``), ``POST /api/jobs/{id}/dataset/export?format=`` →
 ``{rq_id}``, ``GET /api/requests/{rq_id}`` (queued/started for a configurable number of polls, then
 finished with ``result_url`` or failed with ``message``), and the download, which redirects to a
@@ -15,10 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -43,7 +47,33 @@ class FakeCvatJob:
     job: dict[str, Any]
     annotations: Any
     meta: dict[str, Any]
+    #: Frame number → original image bytes; frames not listed are made up as JPEGs of the meta's size.
+    frames: dict[int, bytes] = field(default_factory=dict)
     labels: list[dict[str, Any]] | None = None  # the job's task/project labels; None: FakeCvat.labels
+
+    def frame_image(self, number: int) -> bytes | None:
+        """What ``GET /api/jobs/{id}/data?type=frame&number=N&quality=original`` answers."""
+        if number in self.frames:
+            return self.frames[number]
+        sizes = self.meta.get("frames") or []
+        included = self.meta.get("included_frames")
+        if isinstance(included, list) and included:  # a ground-truth job: its frames, in this order
+            numbers = [int(n) for n in included]
+        else:
+            start = int(self.job.get("start_frame", 0))
+            numbers = list(range(start, int(self.job.get("stop_frame", start + len(sizes) - 1)) + 1))
+        if not sizes or number not in numbers:
+            return None
+        size = sizes[0] if len(sizes) == 1 else sizes[numbers.index(number)]
+        return frame_jpeg(int(size["width"]), int(size["height"]), number)
+
+
+def frame_jpeg(width: int, height: int, seed: int) -> bytes:
+    """A photo-like JPEG (noise) standing in for an uploaded frame."""
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
 
 
 @dataclass
@@ -93,6 +123,25 @@ def build_app(fake: FakeCvat) -> Starlette:
             return denied
         found = job_of(request)
         return JSONResponse(found.meta) if found else _not_found()
+
+    async def data(request: Request) -> Response:
+        if (denied := check(request)) is not None:
+            return denied
+        found = job_of(request)
+        if found is None:
+            return _not_found()
+        # CVAT answers 400 for a bad type/quality/number, 404 for a frame outside the job.
+        query = request.query_params
+        if query.get("type") != "frame" or query.get("quality") not in ("original", "compressed"):
+            return JSONResponse({"detail": "Wrong type or quality"}, status_code=400)
+        try:
+            number = int(query.get("number", ""))
+        except ValueError:
+            return JSONResponse({"detail": "number must be an integer"}, status_code=400)
+        image = found.frame_image(number)
+        if image is None:
+            return JSONResponse({"detail": f"Frame {number} is out of the job range"}, status_code=404)
+        return Response(image, media_type="image/jpeg" if image[:3] == b"\xff\xd8\xff" else "image/png")
 
     async def labels(request: Request) -> Response:
         if (denied := check(request)) is not None:
@@ -173,6 +222,7 @@ def build_app(fake: FakeCvat) -> Starlette:
             Route("/api/jobs/{id}", job, methods=["GET"]),
             Route("/api/jobs/{id}/annotations/", annotations, methods=["GET"]),
             Route("/api/jobs/{id}/data/meta", meta, methods=["GET"]),
+            Route("/api/jobs/{id}/data", data, methods=["GET"]),
             Route("/api/labels", labels, methods=["GET"]),
             Route("/api/jobs/{id}/dataset/export", start_export, methods=["POST"]),
             Route("/api/jobs/{id}/dataset/download", download, methods=["GET"], name="download"),

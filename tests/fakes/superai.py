@@ -39,6 +39,7 @@ class Seen:
 class FakeJob:
     state: str
     response: Any = None  # JSON value, or bytes served verbatim (to serve malformed JSON)
+    input: Any = None  # the job's input as created (an image URL for image projects), echoed by GET
 
 
 @dataclass
@@ -46,6 +47,7 @@ class FakeSuperAI:
     api_key: str = "sai-test-key"
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    public: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     faults: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     #: ``(app id, batch id)`` → the answer of ``GET /v1/apps/{app}/batches/{batch}`` (the SDK's
@@ -59,8 +61,13 @@ class FakeSuperAI:
 
     # -- test controls ------------------------------------------------------------------------------
 
-    def add_job(self, job_id: str, state: str = "COMPLETED", response: Any = None) -> None:
-        self.jobs[job_id] = FakeJob(state, response)
+    def add_job(self, job_id: str, state: str = "COMPLETED", response: Any = None, input: Any = None) -> None:
+        self.jobs[job_id] = FakeJob(state, response, input)
+
+    def add_public(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        """A file on the customer's own server (not super.AI's): served without credentials at /public/."""
+        self.public[name] = (data, content_type)
+        return f"/public/{name}"
 
     def add_file(self, data_path: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.files[data_path] = (data, content_type)
@@ -83,6 +90,7 @@ class FakeSuperAI:
                 Route("/v1/jobs/{job_id}/response", self._response, methods=["GET"]),
                 Route("/v1/data/url", self._data_url, methods=["GET"]),
                 Route("/signed/{token:path}", self._signed, methods=["GET"]),
+                Route("/public/{name:path}", self._public, methods=["GET"]),
             ]
         )
 
@@ -97,7 +105,8 @@ class FakeSuperAI:
         if fault is not None:
             status, headers = fault
             return JSONResponse({"error": "injected"}, status_code=status, headers=headers)
-        if not request.url.path.startswith("/signed/") and request.headers.get("api-key") != self.api_key:
+        unauthenticated = request.url.path.startswith(("/signed/", "/public/"))
+        if not unauthenticated and request.headers.get("api-key") != self.api_key:
             return JSONResponse({"error": "Unauthorized"}, status_code=401)
         return None
 
@@ -133,7 +142,10 @@ class FakeSuperAI:
         job = self.jobs.get(job_id)
         if job is None:
             return JSONResponse({"error": "Job not found"}, status_code=404)
-        return JSONResponse({"id": int(job_id) if job_id.isdigit() else job_id, "state": job.state})
+        body: dict[str, Any] = {"id": int(job_id) if job_id.isdigit() else job_id, "state": job.state}
+        if job.input is not None:
+            body["input"] = job.input
+        return JSONResponse(body)
 
     async def _response(self, request: Request) -> Response:
         if (early := await self._record(request)) is not None:
@@ -161,6 +173,16 @@ class FakeSuperAI:
         signature = self._sign(path, expires)
         url = f"http://{other}:{request.url.port}/signed/{token}?expires={expires}&sig={signature}"
         return JSONResponse({"ownerId": 1, "path": path, "signedUrl": url})
+
+    async def _public(self, request: Request) -> Response:
+        if (early := await self._record(request)) is not None:
+            return early
+        if "api-key" in request.headers:
+            return JSONResponse({"error": "API key sent to a customer server"}, status_code=400)
+        found = self.public.get(request.path_params["name"])
+        if found is None:
+            return Response(b"not found", status_code=404)
+        return Response(found[0], media_type=found[1])
 
     async def _signed(self, request: Request) -> Response:
         if (early := await self._record(request)) is not None:

@@ -124,6 +124,19 @@ class CvatClient:
                 f"CVAT export download: {exc.reason}", status=exc.status, url=exc.url
             ) from exc
 
+    @contextlib.contextmanager
+    def open_frame(self, job_id: str, number: int) -> Iterator[Stream]:
+        """Stream frame ``number`` of the job as CVAT stored it: ``GET /api/jobs/{id}/data?type=frame
+        &number=N&quality=original`` (the uploaded image itself, not the compressed preview)."""
+        url = self.url(f"jobs/{quote(job_id, safe='')}/data", type="frame", number=number, quality="original")
+        try:
+            with self._fetcher.open_stream(url, headers={"Authorization": self._auth}) as stream:
+                yield stream
+        except HTTPStatusPermanent as exc:
+            raise HTTPStatusPermanent(
+                f"CVAT frame {number}: {exc.reason}", status=exc.status, url=exc.url
+            ) from exc
+
     def _post_json(self, url: str, *, what: str) -> Any:
         try:
             return self._fetcher.post_json(url, headers={"Authorization": self._auth})

@@ -20,6 +20,7 @@ from processors.errors import Permanent, Retryable
 from processors.masks.decode import FrameMasks, measure_instances
 from processors.masks.labelmap import LabelClass, Labelmap, Segment, normalise_color
 from processors.masks.segmentation import write_frame_masks
+from processors.source_images import SourceImage, fetch_images_enabled, not_fetched, store_image
 from processors.vendors.base import Processor
 from processors.vendors.cvat.api import CvatClient
 from processors.vendors.cvat.options import DEFAULT_EXPORT_POLL_SECONDS, DEFAULT_EXPORT_TIMEOUT_SECONDS
@@ -85,8 +86,9 @@ class CvatProcessor(Processor):
                 instances = render(shapes.on_frame(number), width, height)
                 yield number, measure_instances(instances, labelmap)
 
+        images = {n: self._source_image(client, job_id, n, out) for n, _, _ in frames}
         summary = write_frame_masks(
-            labelmap, rendered(), lambda key, data: out.write(key, data, _content_type(key))
+            labelmap, rendered(), lambda key, data: out.write(key, data, _content_type(key)), images=images
         )
         return {
             "cvat": {
@@ -97,6 +99,11 @@ class CvatProcessor(Processor):
             },
             "segmentation": summary.as_json(),
         }
+
+    def _source_image(self, client: CvatClient, job_id: str, number: int, out: JobWriter) -> SourceImage:
+        if not fetch_images_enabled(self.source.options):
+            return not_fetched(number, "FETCH_IMAGES=0")
+        return store_image(number, lambda: client.open_frame(job_id, number), out)
 
     # --- export mode --------------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 Processing a completion (callback or poll): `GET /v1/projects/:pid/jobs/:jid` → ``data.status`` and
 ``data.result`` (an attachment URL); the result object comes through the attachments redirect and is
-stored as ``result.json`` byte for byte; each mask is streamed into ``media/<frame>/<name>`` and then
+stored as ``result.json`` byte for byte; each mask is streamed into ``media/<frame>/vendor_mask.png`` and then
 decoded, one frame at a time, by `process_segmentation` (``masks/<frame>/…``, ``labelmap.json``,
-``annotations.json``).
+``annotations.json``). The image each frame was drawn on goes to ``images/<frame>.<ext>``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from processors.errors import Permanent, Retryable
+from processors.jobs import JobBook
+from processors.masks.memory import MemoryBudget
 from processors.masks.segmentation import process_segmentation
+from processors.source_images import SourceImage, fetch_images_enabled, not_fetched, store_image
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.playment.api import DEFAULT_API_URL, PlaymentAPI
-from processors.vendors.playment.result import MaskFrame, plan_result
+from processors.vendors.playment.result import MaskFrame, input_image_urls, plan_result
 
 if TYPE_CHECKING:
     import httpx
@@ -105,19 +108,54 @@ class PlaymentProcessor(Processor):
         }
         if plan.labels is None:
             return extra
+        images = self._source_images(delivery, job, plan.frames, out)
         summary = process_segmentation(
             plan.labels,
             self._mask_frames(plan.frames, out),
             lambda key, data: out.write(key, data, _content_type(key)),
             max_pixels=self.settings.max_pixels,
+            threads=self.settings.mask_threads,
+            budget=MemoryBudget.shared(self.settings.mask_memory_bytes),
+            images=images,
         )
         extra["segmentation"] = summary.as_json()
         return extra
 
-    def _mask_frames(self, frames: tuple[MaskFrame, ...], out: JobWriter) -> Iterator[tuple[int, bytes]]:
-        """Stream each mask into ``media/`` and hand back its bytes: one frame in memory at a time."""
+    def _source_images(
+        self, delivery: Delivery, job: Mapping[str, Any], frames: tuple[MaskFrame, ...], out: JobWriter
+    ) -> dict[int, SourceImage]:
+        """Each frame's image from the job's input: the job object's ``data`` when Playment echoes it,
+        else the image URLs `labelhook submit` recorded in the job book (the documented job API
+        answers no input). Fetched from the customer's URL through the guard, without the API key."""
+        if not fetch_images_enabled(self.source.options):
+            return {f.index: not_fetched(f.index, "FETCH_IMAGES=0") for f in frames}
+        urls = input_image_urls(job.get("data"))
+        if not urls:
+            record = JobBook(out.store).get(self.source.name, delivery.job_id)
+            recorded = record.meta.get("image_urls") if record is not None else None
+            if isinstance(recorded, dict):
+                urls = {
+                    int(k): str(v) for k, v in recorded.items() if str(k).isdigit() and isinstance(v, str)
+                }
+        images: dict[int, SourceImage] = {}
         for frame in frames:
-            name = f"media/{frame.index}/{frame.file_name}"
+            url = urls.get(frame.index)
+            if url is None:
+                images[frame.index] = not_fetched(
+                    frame.index, "the job's input names no image for this frame"
+                )
+            else:
+                images[frame.index] = self._fetch_image(frame.index, url, out)
+        return images
+
+    def _fetch_image(self, frame: int, url: str, out: JobWriter) -> SourceImage:
+        return store_image(frame, lambda: self.fetcher.open_stream(url), out, hint=url)
+
+    def _mask_frames(self, frames: tuple[MaskFrame, ...], out: JobWriter) -> Iterator[tuple[int, bytes]]:
+        """Stream each mask into ``media/<frame>/vendor_mask.png`` (the vendor's colour mask, not the
+        photo) and hand back its bytes: one frame in memory at a time."""
+        for frame in frames:
+            name = f"media/{frame.index}/vendor_mask.png"
             try:
                 with self.api.open_attachment(frame.url) as stream:
                     out.write_stream(name, cast("IO[bytes]", stream), "image/png")
@@ -162,7 +200,12 @@ class PlaymentProcessor(Processor):
             project=project,
             # The create call answers no status; a new Playment job is pending until annotated.
             vendor_state="PENDING",
-            meta={"reference_id": body["reference_id"], "work_flow_id": body["work_flow_id"]},
+            meta={
+                "reference_id": body["reference_id"],
+                "work_flow_id": body["work_flow_id"],
+                # The job API does not answer the input: keep its image URLs for the processor.
+                "image_urls": {str(k): v for k, v in input_image_urls(body.get("data")).items()},
+            },
         )
 
     def _prepare(self, job: Any, position: int, callback_url: str | None) -> tuple[str, dict[str, Any]]:

@@ -126,3 +126,25 @@ def _labels(top: Mapping[str, Any], frames: Sequence[Mapping[str, Any]]) -> dict
     if instances is not None:
         labels["instances"] = instances
     return labels
+
+
+def input_image_urls(data: Any) -> dict[int, str]:
+    """Frame index → source image URL from a job's input ``data`` (seed 000's create-job shape).
+
+    Image job: ``data.image_url`` is frame 0. Video job: ``data.video_data.frames`` (or
+    ``data.frames``) in order, each ``src``; the result's frame indices count those frames from 0.
+    Anything else (no input, malformed entries) names no image: never an error, the masks matter.
+    """
+    if not isinstance(data, Mapping):
+        return {}
+    if isinstance(data.get("image_url"), str) and data["image_url"].strip():
+        return {0: data["image_url"].strip()}
+    video = data.get("video_data")
+    frames = video.get("frames") if isinstance(video, Mapping) else data.get("frames")
+    if not isinstance(frames, list):
+        return {}
+    return {
+        index: frame["src"].strip()
+        for index, frame in enumerate(frames)
+        if isinstance(frame, Mapping) and isinstance(frame.get("src"), str) and frame["src"].strip()
+    }

@@ -122,7 +122,7 @@ class SuperAIProcessor(Processor):
         }
         segmentation = find_segmentation(response)
         if segmentation is not None:
-            extra["segmentation"] = self._decode(segmentation, refs, out)
+            extra["segmentation"] = self._decode(segmentation, refs, out, delivery.job_id, response)
         return extra
 
     def _api_origin(self) -> str:
@@ -147,7 +147,39 @@ class SuperAIProcessor(Processor):
                         f"({exc.status} from {redact_url(url)})"
                     ) from exc
 
-    def _decode(self, segmentation: list[dict[str, Any]], refs: Mapping[str, _Ref], out: JobWriter) -> Any:
+    def _source_images(
+        self, api: SuperAIClient, job_id: str, response: Any, frames: list[int], out: JobWriter
+    ) -> dict[int, Any]:
+        """The job input's image, as frame 0 of a one-frame job (super.AI inputs name one image)."""
+        from processors.source_images import fetch_images_enabled, find_image_url, not_fetched, store_image
+
+        if not fetch_images_enabled(self.source.options):
+            return {frame: not_fetched(frame, "FETCH_IMAGES=0") for frame in frames}
+        if frames != [0]:
+            return {
+                frame: not_fetched(frame, "a super.AI input names one image, not one per frame")
+                for frame in frames
+            }
+        # The response usually echoes the input; otherwise the job object carries it.
+        url = find_image_url(_job_input(response))
+        if url is None:
+            url = find_image_url(_job_input(api.job(job_id)[1]))
+        if url is None:
+            return {0: not_fetched(0, "the super.AI job's input names no image URL")}
+        # A super.AI upload (data://) gets a signed URL; the customer's own URL is fetched as it is.
+        # Either way through the guard, and never with our API key.
+        target = api.signed_url(url) if url.lower().startswith("data://") else url
+        return {0: store_image(0, lambda: self.fetcher.open_stream(target), out, hint=url)}
+
+    def _decode(
+        self,
+        segmentation: list[dict[str, Any]],
+        refs: Mapping[str, _Ref],
+        out: JobWriter,
+        job_id: str,
+        response: Any,
+    ) -> Any:
+        from processors.masks.memory import MemoryBudget
         from processors.masks.segmentation import process_segmentation
 
         legend: dict[str, Any] = {}
@@ -175,6 +207,7 @@ class SuperAIProcessor(Processor):
             for frame_index, name in frames:
                 yield frame_index, out.store.get(out.key(f"media/{name}"))
 
+        images = self._source_images(self.api, job_id, response, [index for index, _ in frames], out)
         summary = process_segmentation(
             result,
             read_frames(),
@@ -182,6 +215,9 @@ class SuperAIProcessor(Processor):
                 key, data, "image/png" if key.endswith(".png") else "application/json"
             ),
             max_pixels=self.settings.max_pixels,
+            threads=self.settings.mask_threads,
+            budget=MemoryBudget.shared(self.settings.mask_memory_bytes),
+            images=images,
         )
         return summary.as_json()
 
@@ -244,6 +280,21 @@ class SuperAIProcessor(Processor):
 
     def _env_name(self) -> str:
         return self.source.name.upper().replace("-", "_")
+
+
+def _job_input(job: Any) -> Any:
+    """The input of a super.AI job object: ``input``, ``data.input`` or the first of ``inputs``."""
+    if not isinstance(job, dict):
+        return None
+    data = job.get("data")
+    for candidate in (
+        job.get("input"),
+        data.get("input") if isinstance(data, dict) else None,
+        job.get("inputs"),
+    ):
+        if candidate is not None:
+            return candidate
+    return None
 
 
 def submit_body(payload: Any, callback_url: str | None) -> dict[str, Any]:

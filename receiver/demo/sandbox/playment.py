@@ -106,6 +106,8 @@ class PlaymentSandbox:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
+    #: Source images on the customer's own server (what a job's ``image_url``/``src`` points at).
+    images: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._faults: list[_Fault] = []
@@ -117,6 +119,7 @@ class PlaymentSandbox:
                 Route("/v1/projects/{project}/jobs", self._create_job, methods=["POST"]),
                 Route("/v1/attachments", self._attachment, methods=["GET"]),
                 Route("/signed/{name:path}", self._signed, methods=["GET"]),
+                Route("/images/{name:path}", self._image, methods=["GET"]),
             ]
         )
 
@@ -126,6 +129,11 @@ class PlaymentSandbox:
         """Store an attachment; returns its (private) Playment-style URL."""
         self.files[name] = (data, content_type)
         return RESULT_URL_BASE + name
+
+    def add_image(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        """Host a source image as a customer would (no key needed); returns its path on this server."""
+        self.images[name] = (data, content_type)
+        return f"/images/{name}"
 
     def add_job(
         self,
@@ -196,6 +204,9 @@ class PlaymentSandbox:
             },
             masks=frames,
         )
+        for job_id, paths in SAMPLE_IMAGES.items():
+            for frame, path in paths.items():
+                self.add_image(path.removeprefix("/images/"), sample_photo(job_id, int(frame)))
         return [SEMANTIC_JOB, INSTANCE_JOB, VIDEO_JOB]
 
     # -- HTTP -------------------------------------------------------------------------------------
@@ -287,6 +298,17 @@ class PlaymentSandbox:
         host = "localhost" if request.url.hostname == "127.0.0.1" else "127.0.0.1"
         return RedirectResponse(f"http://{host}:{request.url.port}/signed/{name}?{query}", 302)
 
+    async def _image(self, request: Request) -> Response:
+        early = self._enter(request)
+        if early:
+            return early
+        if "x-api-key" in request.headers:  # the Playment key must never reach a customer's server
+            return JSONResponse({"success": False, "error": "API key sent to an image host"}, 400)
+        found = self.images.get(request.path_params["name"])
+        if found is None:
+            return Response(b"not found", 404)
+        return Response(found[0], media_type=found[1])
+
     async def _signed(self, request: Request) -> Response:
         early = self._enter(request)
         if early:
@@ -323,7 +345,7 @@ def _resolve_masks(value: Any, job_id: str) -> Any:
     return value
 
 
-# -- deterministic masks ----------------------------------------------------------------------------
+# -- deterministic masks and photos ----------------------------------------------------------------
 
 WIDTH, HEIGHT = 64, 48
 
@@ -366,3 +388,22 @@ def video_frame(index: int) -> bytes:
     draw.rectangle((0, 0, WIDTH - 1, 11), fill=(0xF2, 0x33, 0x34, 255))
     draw.rectangle((4 + 10 * index, 14, 13 + 10 * index, 30), fill=(0xFD, 0x2D, 0x34, 255))
     return _png(image)
+
+
+#: The photos the sample jobs were "drawn on", as the customer hosts them (path on the sandbox).
+SAMPLE_IMAGES: dict[str, dict[str, str]] = {
+    SEMANTIC_JOB: {"0": f"/images/{SEMANTIC_JOB}/0.png"},
+    INSTANCE_JOB: {"0": f"/images/{INSTANCE_JOB}/0.png"},
+    VIDEO_JOB: {str(i): f"/images/{VIDEO_JOB}/{i}.png" for i in range(3)},
+}
+
+
+def sample_photo(job_id: str, frame: int) -> bytes:
+    """A soft photo-like picture of the mask's size: the mask's colours blurred, so they line up."""
+    from PIL import ImageFilter
+
+    mask = {SEMANTIC_JOB: semantic_mask, INSTANCE_JOB: instance_mask}.get(job_id)
+    source = mask() if mask is not None else video_frame(frame)
+    with Image.open(io.BytesIO(source)) as image:
+        photo = image.convert("RGB").filter(ImageFilter.GaussianBlur(1.5))
+    return _png(photo)

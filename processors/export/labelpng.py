@@ -1,0 +1,183 @@
+"""Label PNGs in and out at export speed: a reader for the ones `processors.masks.png` writes, an RGB writer.
+
+The job's ``semantic.png`` (8-bit palette, filter None) and ``instances.png`` (16-bit grey, filter
+Sub) are read with one ``zlib.decompress`` and a numpy pass instead of Pillow's row-by-row unfilter
+(3-4x faster on a 1080p frame); any PNG laid out otherwise (an older job, another writer) goes
+through Pillow. The RGB writer is for panoptic segment maps: deterministic bytes, Sub filter and
+run-length deflate, as `processors.masks.png` does for its formats.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_LEVEL = 1
+
+
+class LabelPngError(ValueError):
+    """Not a readable label PNG."""
+
+
+def read_label_png(data: bytes) -> npt.NDArray[np.uint16]:
+    """Pixel values (palette indices or grey levels) of an 8-bit palette/grey or 16-bit grey PNG."""
+    fast = _read_fast(data)
+    return fast if fast is not None else _read_pillow(data)
+
+
+def _filtered_rows(data: bytes) -> tuple[npt.NDArray[np.uint8], int, int, int, npt.NDArray[np.uint8]] | None:
+    """(rows without their filter byte, width, height, bit depth, filter bytes) of an 8-bit palette/grey
+    or 16-bit grey, non-interlaced PNG; None for anything else."""
+    if not data.startswith(_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if (depth, colour) not in ((8, 3), (8, 0), (16, 0)) or compression or filtering or interlace:
+        return None
+    idat: list[bytes] = []
+    pos = len(_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    stride = width * depth // 8
+    try:
+        raw = zlib.decompress(b"".join(idat))
+    except zlib.error:
+        return None
+    if len(raw) != height * (stride + 1):
+        return None
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, stride + 1)
+    return rows[:, 1:], width, height, depth, rows[:, 0]
+
+
+def _read_fast(data: bytes) -> npt.NDArray[np.uint16] | None:
+    parsed = _filtered_rows(data)
+    if parsed is None:
+        return None
+    pixels, width, height, depth, filters = parsed
+    bpp = depth // 8
+    if not filters.any():
+        unfiltered = pixels
+    elif (filters == 1).all():
+        # Sub: each byte plus the byte one pixel to its left: a running sum per byte lane, mod 256.
+        lanes = np.ascontiguousarray(pixels.reshape(height, width, bpp).transpose(0, 2, 1))
+        summed = np.cumsum(lanes, axis=2, dtype=np.uint8)
+        unfiltered = summed.transpose(0, 2, 1).reshape(height, width * bpp)
+    else:
+        return None  # Up/Average/Paeth rows: not what labelhook writes; Pillow handles them
+    if bpp == 1:
+        return unfiltered.astype(np.uint16)
+    return np.ascontiguousarray(unfiltered).view(">u2").astype(np.uint16)
+
+
+def grey16_to_panoptic_rgb(data: bytes) -> bytes | None:
+    """A 16-bit grey PNG of segment ids (as `processors.masks.png` writes ``instances.png``) re-wrapped
+    as panopticapi's RGB PNG (R = id mod 256, G = id div 256, B = 0) without unfiltering a pixel.
+
+    Sub filtering works byte lane by byte lane, so the filtered low/high lanes of the grey rows are
+    already the filtered R/G lanes of the RGB rows: only the lanes are rearranged and recompressed.
+    None when the PNG is laid out otherwise (the caller decodes it then).
+    """
+    parsed = _filtered_rows(data)
+    if parsed is None:
+        return None
+    rows, width, height, depth, filters = parsed
+    if depth != 16 or not (filters == 1).all():
+        return None
+    grey = rows.reshape(height, width, 2)
+    rgb = np.zeros((height, width * 3 + 1), dtype=np.uint8)
+    rgb[:, 0] = 1
+    lanes = rgb[:, 1:].reshape(height, width, 3)
+    lanes[..., 0] = grey[..., 1]  # low byte: R
+    lanes[..., 1] = grey[..., 0]  # high byte: G
+    return _png_rgb(width, height, rgb)
+
+
+def with_palette(data: bytes, palette: Sequence[tuple[int, int, int]]) -> bytes | None:
+    """An 8-bit palette PNG with its colours replaced and its pixels (IDAT) untouched; None when
+    ``data`` is not one. For a class mask whose indices already mean the right classes."""
+    if not data.startswith(_SIGNATURE) or data[12:16] != b"IHDR" or data[24:26] != b"\x08\x03":
+        return None
+    parts = [_SIGNATURE]
+    pos = len(_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            return None
+        if kind == b"PLTE":
+            parts.append(_chunk(b"PLTE", bytes(channel for colour in palette for channel in colour)))
+        elif kind in (b"IHDR", b"IDAT", b"IEND"):  # transparency and text are not label data
+            parts.append(data[pos:end])
+        if kind == b"IEND":
+            return b"".join(parts)
+        pos = end
+    return None
+
+
+def grey16_as_palette(data: bytes, palette: Sequence[tuple[int, int, int]]) -> bytes | None:
+    """A 16-bit grey PNG whose values are all below 256, as an 8-bit palette PNG of the same values,
+    without unfiltering: with every high byte zero, the filtered low-byte lane is the filtered 8-bit
+    image. None when ``data`` is laid out otherwise or holds a value over 255."""
+    parsed = _filtered_rows(data)
+    if parsed is None:
+        return None
+    rows, width, height, depth, filters = parsed
+    if depth != 16 or not (filters.max(initial=0) <= 1 and (filters == filters[0]).all()):
+        return None
+    grey = rows.reshape(height, width, 2)
+    if grey[..., 0].any():  # a high byte (filtered or not, all zero means every value < 256)
+        return None
+    out = np.empty((height, width + 1), dtype=np.uint8)
+    out[:, 0] = filters
+    out[:, 1:] = grey[..., 1]
+    compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = compressor.compress(out.data) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)
+    plte = _chunk(b"PLTE", bytes(channel for colour in palette for channel in colour))
+    return _SIGNATURE + _chunk(b"IHDR", header) + plte + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def _read_pillow(data: bytes) -> npt.NDArray[np.uint16]:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            # Palette images give their indices, grey ones their levels: never colours.
+            return np.asarray(image).astype(np.uint16)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise LabelPngError(str(exc)) from exc
+
+
+def encode_rgb(pixels: npt.NDArray[np.uint8]) -> bytes:
+    """8-bit RGB PNG of an H×W×3 array (filter Sub, run-length deflate, no ancillary chunks)."""
+    height, width, _ = pixels.shape
+    flat = pixels.reshape(height, width * 3)
+    rows = np.empty((height, width * 3 + 1), dtype=np.uint8)
+    rows[:, 0] = 1
+    rows[:, 1:4] = flat[:, :3]
+    np.subtract(flat[:, 3:], flat[:, :-3], out=rows[:, 4:])
+    return _png_rgb(width, height, rows)
+
+
+def _png_rgb(width: int, height: int, filtered_rows: npt.NDArray[np.uint8]) -> bytes:
+    compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = compressor.compress(np.ascontiguousarray(filtered_rows).data) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
