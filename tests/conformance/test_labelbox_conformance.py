@@ -43,6 +43,7 @@ PROJECT, DATA_ROW, LABEL = (
 MASK_PATH = "/api/v1/tasks/cktaskmask000000000000001/masks/ckcomposite0000000000001/index/1"
 A, B, STRAY = (123, 103, 152), (142, 220, 196), (10, 20, 30)
 W, H = 200, 180
+PHOTO = "photo.jpg"
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 
@@ -178,10 +179,19 @@ def dead_letters(settings: Settings) -> dict[str, str]:
 
 def serve(vendor: FakeLabelbox, api: LiveServer) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes]:
     row = export_row(api.url)
+    row["data_row"]["row_data"] = f"{vendor.files_url}/plain/{PHOTO}"  # the docs' example.com image, served
+    vendor.add_mask(f"/plain/{PHOTO}", photo())
     vendor.add_row(PROJECT, row)
     png, truth = composite()
     vendor.add_mask(MASK_PATH, png)
     return row, truth, png
+
+
+def photo() -> bytes:
+    """The data row's image: a JPEG the size of the composite mask."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (W, H), (200, 180, 160)).save(buffer, format="JPEG")
+    return buffer.getvalue()
 
 
 def check_output_set(out: Path, row: dict[str, Any], truth: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -228,6 +238,8 @@ def test_conformance_label_created_end_to_end_key_only_on_the_api_origin(
     assert (out / "callback.json").read_bytes() == raw
     assert json.loads((out / "result.json").read_bytes()) == row
     assert (out / "media" / "mask-1.png").read_bytes() == png
+    assert (out / "images" / "0.jpg").read_bytes() == photo()
+    assert json.loads((out / "annotations.json").read_bytes())["images"][0]["file_name"] == "images/0.jpg"
     check_output_set(out, row, truth)
     assert manifest["labelbox"]["unknown_colors"] == {"#0a141e": int(truth["stray"].sum())}
     assert manifest["labelbox"]["skipped"] == {}

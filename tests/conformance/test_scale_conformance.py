@@ -35,6 +35,7 @@ API_KEY = "live_test_key"
 CONFORMANCE = Path(__file__).parent / "payloads" / "scale"
 TASK_ID = "5774cc78b01249ab09f089dd"
 H, W = 8, 12
+PHOTO = "attachment-kitchen.jpg"
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 
@@ -136,6 +137,7 @@ def conformance_callback(api: LiveServer, bucket: LiveServer) -> dict[str, Any]:
     text = json.dumps(body)
     text = text.replace("https://scaleapi-results.s3.us-west-1.amazonaws.com/", f"{bucket.url}/results/")
     text = text.replace("https://api.scale.com/", f"{api.url}/")
+    text = text.replace("https://example.com/image.png", f"{bucket.url}/results/{PHOTO}")  # params.attachment
     result: dict[str, Any] = json.loads(text)
     return result
 
@@ -146,7 +148,15 @@ def serve_task(vendor: FakeScale, body: dict[str, Any]) -> np.ndarray:
     vendor.add_file("00000000-0000-0000-0000-000000000007", indexed_png(truth))
     vendor.add_file("00000000-0000-0000-0000-000000000008", extended_png(truth))
     vendor.add_file("00000000-0000-0000-0000-000000000006", b"colour image: never used for masks")
+    vendor.add_file(PHOTO, photo())
     return truth
+
+
+def photo() -> bytes:
+    """The task's attachment: a JPEG the size of the index images."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (W, H), (90, 120, 150)).save(buffer, format="JPEG")
+    return buffer.getvalue()
 
 
 def check_output_set(out: Path, truth: np.ndarray) -> None:
@@ -206,7 +216,12 @@ def test_conformance_segmentation_callback_secure_url_end_to_end(
     basic = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
     assert [s.headers["authorization"] for s in vendor.requests_to("/v1/task/")] == [basic, basic]
     assert {s.host for s in vendor.requests_to("/v1/task/")} == {f"127.0.0.1:{api.port}"}
-    assert vendor.requests_to("/results/") == []  # the colour image is never fetched
+    # The attachment (the customer's image) is fetched without the key; the colour image never is.
+    [attachment] = vendor.requests_to("/results/")
+    assert attachment.path == f"/results/{PHOTO}" and "authorization" not in attachment.headers
+    assert (out / "images" / "0.jpg").read_bytes() == photo()
+    coco = json.loads((out / "annotations.json").read_bytes())
+    assert coco["images"][0]["file_name"] == "images/0.jpg"
 
 
 def test_public_result_url_is_fetched_without_the_key(
@@ -221,7 +236,7 @@ def test_public_result_url_is_fetched_without_the_key(
         manifest = wait_manifest(tmp_path, TASK_ID)
     assert manifest["scale"]["index_image"] == "indexedImage"
     check_output_set(job_dir(tmp_path, TASK_ID), truth)
-    [fetched] = vendor.requests_to("/results/")
+    [fetched] = [s for s in vendor.requests_to("/results/") if s.path.endswith("-000000000007")]
     assert fetched.host == f"127.0.0.1:{bucket.port}" and "authorization" not in fetched.headers
 
 

@@ -1,6 +1,6 @@
 """A fake Labelbox (Starlette) for tests: the GraphQL export flow, composite-mask downloads, export files.
 
-Follows the SDK's calls (Labelbox/labelbox-python, see tests/conformance/payloads/labelbox/): ``POST /graphql``
+Follows the SDK's calls (Labelbox/labelbox-python; tests/conformance/payloads/labelbox/): ``POST /graphql``
 with ``Authorization: Bearer <key>`` (401 otherwise), dispatched on the SDK's operation names —
 ``exportDataRowsInProject`` (filters checked: one ``data_row_id`` search), ``GetUserPyApi``,
 ``GetUserCreatedTasksPyApi`` (``IN_PROGRESS`` for ``polls_until_complete`` polls, then ``COMPLETE``

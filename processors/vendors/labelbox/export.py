@@ -51,6 +51,7 @@ class LabelFrames:
     frames: dict[int, list[LabelObject]]
     size: tuple[int, int] | None  # (width, height) from media_attributes
     skipped: dict[str, int] = field(default_factory=dict)
+    video: bool = False  # annotations by frame (a video data row)
 
 
 def find_label(row: Mapping[str, Any], project_id: str, label_id: str) -> Mapping[str, Any]:
@@ -82,7 +83,8 @@ def label_frames(row: Mapping[str, Any], label: Mapping[str, Any]) -> LabelFrame
     if not isinstance(annotations, Mapping):
         raise Permanent("Labelbox label has no annotations object")
     per_frame: list[tuple[int, list[Any]]] = []
-    if isinstance(annotations.get("frames"), Mapping):
+    video = isinstance(annotations.get("frames"), Mapping)
+    if video:
         for key, frame in annotations["frames"].items():
             try:
                 number = int(key)
@@ -105,7 +107,7 @@ def label_frames(row: Mapping[str, Any], label: Mapping[str, Any]) -> LabelFrame
         drawn.sort(key=lambda o: _PAINT_ORDER[o.kind])
         if drawn:
             frames[number] = drawn
-    return LabelFrames(builder.labelmap(), frames, media_size(row), builder.skipped)
+    return LabelFrames(builder.labelmap(), frames, media_size(row), builder.skipped, video)
 
 
 _PAINT_ORDER = {"composite_mask": 0, "mask": 1, "bounding_box": 2, "polygon": 2}

@@ -11,7 +11,7 @@ dead letter that says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from processors.errors import Permanent
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from processors.delivery import Delivery
     from processors.fetch import Fetcher
     from processors.masks.decode import FrameMasks
+    from processors.source_images import SourceImage
     from processors.store import JobWriter
     from processors.vendors.labelbox.export import LabelFrames
 
@@ -91,7 +92,7 @@ class LabelboxProcessor(Processor):
         if parsed.frames:
             media = self._download_masks(client, parsed, out)
             extra["labelbox"]["media"] = sorted(media.values())
-            extra["segmentation"] = self._write_masks(parsed, media, out, extra["labelbox"])
+            extra["segmentation"] = self._write_masks(row, parsed, media, out, extra["labelbox"])
         return extra
 
     def _download_masks(self, client: LabelboxClient, parsed: LabelFrames, out: JobWriter) -> dict[str, str]:
@@ -116,8 +117,34 @@ class LabelboxProcessor(Processor):
                 media[obj.url] = name
         return media
 
+    def _source_images(
+        self, row: Mapping[str, Any], parsed: LabelFrames, out: JobWriter
+    ) -> dict[int, SourceImage]:
+        """An image data row's ``row_data`` (its image URL), fetched without the API key; a video's
+        frames are not extracted."""
+        from processors.source_images import fetch_images_enabled, not_fetched, store_image
+
+        if not fetch_images_enabled(self.source.options):
+            return {frame: not_fetched(frame, "FETCH_IMAGES=0") for frame in parsed.frames}
+        if parsed.video:
+            return {
+                frame: not_fetched(frame, "a video data row: frames are not extracted")
+                for frame in parsed.frames
+            }
+        data_row = row.get("data_row")
+        url = data_row.get("row_data") if isinstance(data_row, Mapping) else None
+        if not isinstance(url, str) or not url.strip().lower().startswith(("http://", "https://")):
+            return {0: not_fetched(0, "the data row's row_data is not an image URL")}
+        url = url.strip()
+        return {0: store_image(0, lambda: self.fetcher.open_stream(url), out, hint=url)}
+
     def _write_masks(
-        self, parsed: LabelFrames, media: dict[str, str], out: JobWriter, notes: dict[str, Any]
+        self,
+        row: Mapping[str, Any],
+        parsed: LabelFrames,
+        media: dict[str, str],
+        out: JobWriter,
+        notes: dict[str, Any],
     ) -> dict[str, Any]:
         import numpy as np
 
@@ -154,7 +181,10 @@ class LabelboxProcessor(Processor):
                 yield number, measure_instances(instances, parsed.labelmap)
 
         summary = write_frame_masks(
-            parsed.labelmap, rendered(), lambda key, data: out.write(key, data, _content_type(key))
+            parsed.labelmap,
+            rendered(),
+            lambda key, data: out.write(key, data, _content_type(key)),
+            images=self._source_images(row, parsed, out),
         )
         notes["unknown_colors"] = dict(sorted(unknown.items()))
         return summary.as_json()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from processors.delivery import Delivery
     from processors.fetch import Fetcher
     from processors.jobs import JobRecord
+    from processors.source_images import SourceImage
     from processors.store import JobWriter
 
 #: Scale task statuses (docs: pending, completed, canceled, error) → labelhook's job state.
@@ -93,13 +94,13 @@ class ScaleProcessor(Processor):
         out.write_json("result.json", response)
         extra: dict[str, Any] = {"scale": {"task_type": task.get("type"), "status": status}}
         if "labelMapping" in response:
-            notes, summary = self._segmentation(api, response, out)
+            notes, summary = self._segmentation(api, task, response, out)
             extra["scale"].update(notes)
             extra["segmentation"] = summary
         return extra
 
     def _segmentation(
-        self, api: ScaleClient, response: Mapping[str, Any], out: JobWriter
+        self, api: ScaleClient, task: Mapping[str, Any], response: Mapping[str, Any], out: JobWriter
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         from processors.masks.decode import measure_instances
         from processors.masks.indexed import read_index_image
@@ -129,9 +130,25 @@ class ScaleProcessor(Processor):
         del indexes
         masks = measure_instances(instances, mapping.labelmap)
         summary = write_frame_masks(
-            mapping.labelmap, [(0, masks)], lambda key, data: out.write(key, data, _content_type(key))
+            mapping.labelmap,
+            [(0, masks)],
+            lambda key, data: out.write(key, data, _content_type(key)),
+            images={0: self._source_image(task, out)},
         )
         return {"index_image": kind, "media": name, "unknown_indexes": unknown}, summary.as_json()
+
+    def _source_image(self, task: Mapping[str, Any], out: JobWriter) -> SourceImage:
+        """The task's ``params.attachment`` (the customer's image URL), fetched without the API key."""
+        from processors.source_images import fetch_images_enabled, not_fetched, store_image
+
+        if not fetch_images_enabled(self.source.options):
+            return not_fetched(0, "FETCH_IMAGES=0")
+        params = task.get("params")
+        url = params.get("attachment") if isinstance(params, Mapping) else None
+        if not isinstance(url, str) or not url.strip().lower().startswith(("http://", "https://")):
+            return not_fetched(0, "the task's params name no attachment URL")
+        url = url.strip()
+        return store_image(0, lambda: self.fetcher.open_stream(url), out, hint=url)
 
     # -- poll and submit --------------------------------------------------------------------------
 
