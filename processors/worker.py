@@ -26,7 +26,7 @@ from processors.jobs import JobBook
 from processors.metrics import Metrics
 from processors.queue import Lease, Queue, QueueUnavailable
 from processors.store import JobWriter, Store, StoreError, dump_json
-from processors.vendors import KNOWN_VENDORS
+from processors.vendors import VENDORS
 from processors.vendors.base import Processor
 from processors.version import VERSION
 
@@ -100,7 +100,7 @@ class Worker:
             source = self.settings.source(source_name)
             if source is None:
                 raise Permanent(f"source {source_name!r} is no longer configured")
-            processor = KNOWN_VENDORS[source.vendor].processor_class()(source, self.settings)
+            processor = VENDORS[source.vendor].processor_class()(source, self.settings)
             self._processors[source_name] = processor
         return processor
 
@@ -140,12 +140,7 @@ class Worker:
 
     def polled_sources(self) -> list[str]:
         """Sources whose open jobs this worker polls: vendors without callbacks, or POLL=1."""
-        names = []
-        for name, source in self.settings.sources.items():
-            default = KNOWN_VENDORS[source.vendor].polls
-            if source.options.get("poll", "1" if default else "0").lower() in ("1", "true", "yes", "on"):
-                names.append(name)
-        return names
+        return [name for name, source in self.settings.sources.items() if source.poll]
 
     async def _poll(self, source_name: str) -> None:
         from processors.polling import poll_forever

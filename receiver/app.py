@@ -34,7 +34,7 @@ from receiver.intake import Intake
 from receiver.middleware import BodyLimitMiddleware
 from receiver.openapi import openapi_schema
 from receiver.readiness import Readiness
-from receiver.vendors import ADAPTERS, VendorAdapter
+from receiver.vendors import REGISTRY, VendorAdapter
 
 log = logging.getLogger("labelhook.receiver")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
@@ -58,7 +58,7 @@ def create_app(
     if metrics is None:
         metrics = worker.metrics if worker is not None else Metrics(settings.sources)
     adapters: dict[str, VendorAdapter] = {
-        name: ADAPTERS[source.vendor](source) for name, source in settings.sources.items()
+        name: REGISTRY[source.vendor].adapter(source) for name, source in settings.sources.items()
     }
 
     async def post_only(request: Request) -> Response:

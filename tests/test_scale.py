@@ -309,3 +309,24 @@ def test_poll_enqueues_a_completed_task_whose_callback_never_came(
     assert not (job_dir(tmp_path, TASK_ID) / "callback.json").exists()
     assert book.get("scale", TASK_ID).state == "completed"  # type: ignore[union-attr]
     assert book.get("scale", "t-open").state == "open"  # type: ignore[union-attr]
+
+
+def test_options_are_checked_at_start_up(make_settings: Any, tmp_path: Path) -> None:
+    from processors.config import ConfigError
+    from processors.vendors.scale.options import ScaleOptions
+
+    with pytest.raises(ConfigError, match="INDEX_IMAGE must be one of extended, indexed"):
+        make_settings(**env("http://127.0.0.1:9", tmp_path, LABELHOOK_SCALE_INDEX_IMAGE="colour"))
+    with pytest.raises(ConfigError, match="INDEX_IMAGE_KIND"):
+        make_settings(**env("http://127.0.0.1:9", tmp_path, LABELHOOK_SCALE_INDEX_IMAGE_KIND="x"))
+    source = make_settings(**env("http://127.0.0.1:9", tmp_path, LABELHOOK_SCALE_FETCH_TASK="0")).sources[
+        "scale"
+    ]
+    assert not ScaleOptions.of(source).fetches_task(source)
+    keyless = make_settings(**env(None, tmp_path)).sources["scale"]
+    assert not ScaleOptions.of(keyless).fetches_task(keyless)
+    keyed = make_settings(**env("http://127.0.0.1:9", tmp_path)).sources["scale"]
+    assert (
+        ScaleOptions.of(keyed).fetches_task(keyed)
+        and ScaleOptions.of(keyed).index_image_key == "extendedIndexedImage"
+    )

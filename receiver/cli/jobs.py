@@ -17,12 +17,12 @@ log = logging.getLogger("labelhook")
 
 
 def _processor(settings: Settings, name: str) -> Any:
-    from processors.vendors import KNOWN_VENDORS
+    from processors.vendors import VENDORS
 
     source = settings.source(name)
     if source is None:
         raise SystemExit(f"labelhook: no source named {name!r} (configured: {', '.join(settings.sources)})")
-    return KNOWN_VENDORS[source.vendor].processor_class()(source, settings)
+    return VENDORS[source.vendor].processor_class()(source, settings)
 
 
 def submit(settings: Settings, args: argparse.Namespace) -> int:

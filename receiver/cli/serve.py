@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from processors.config import DEMO_SOURCE, Settings
+from processors.vendors.playment.options import PlaymentOptions
 from receiver.cli.backends import open_backends
 
 log = logging.getLogger("labelhook")
@@ -79,7 +80,7 @@ def serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, de
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         background.append(lambda: send_samples(f"http://{local}:{port}", source))
         sandbox = settings.source(PLAYMENT_SOURCE)
-        if sandbox is not None and sandbox.options.get("sandbox") == "1":
+        if sandbox is not None and PlaymentOptions.of(sandbox).sandbox:
             background.append(lambda: send_playment_samples(f"http://{local}:{port}", sandbox, store=store))
     app = create_app(settings, queue, store, worker=worker, background=background)
     log.info(

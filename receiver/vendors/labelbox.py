@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processors.config import SourceConfig
+from processors.vendors.labelbox.options import LabelboxOptions
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json
 
@@ -37,10 +38,12 @@ RECORDED_EVENTS = frozenset({"LABEL_DELETED", "REVIEW_CREATED", "REVIEW_UPDATED"
 
 
 class LabelboxAdapter(VendorAdapter):
+    vendor = "labelbox"
+
     def __init__(self, source: SourceConfig) -> None:
         super().__init__(source)
         self._keys = [secret.reveal().encode() for secret in source.secrets]
-        self._project = source.options.get("project_id") or None
+        self._project = LabelboxOptions.of(source).project_id
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         self._check_signature(request)

@@ -18,7 +18,7 @@ from typing import Any
 from processors.config import SourceConfig
 from processors.polling import completion_key
 from processors.vendors.scale.options import ScaleOptions
-from processors.vendors.scale.processor import job_state
+from processors.vendors.scale.status import job_state
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json, token_matches
 
@@ -26,9 +26,11 @@ AUTH_HEADER = "scale-callback-auth"
 
 
 class ScaleAdapter(VendorAdapter):
+    vendor = "scale"
+
     def __init__(self, source: SourceConfig) -> None:
         super().__init__(source)
-        self._project = ScaleOptions.from_source(source).project
+        self._project = ScaleOptions.of(source).project
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         given = request.headers.get(AUTH_HEADER)

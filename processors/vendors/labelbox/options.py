@@ -1,10 +1,11 @@
-"""Labelbox source options (`LabelboxOptions`) and their start-up check (no numpy: web processes load it)."""
+"""Labelbox source options (`LabelboxOptions`); no numpy, so the web process can load it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from processors.vendors.options import VendorOptions
 
 if TYPE_CHECKING:
     from processors.config import SourceConfig
@@ -16,54 +17,24 @@ DEFAULT_EXPORT_TIMEOUT_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
-class LabelboxOptions:
-    """How a Labelbox source is processed.
+class LabelboxOptions(VendorOptions):
+    """A Labelbox source's ``LABELHOOK_<SOURCE>_*`` options (docs/vendors/labelbox.md)."""
 
-    ``project_id``: the output folder's project (default: the project the webhook names).
-    ``export_poll_seconds`` / ``export_timeout_seconds``: how often and how long the worker waits for
-    the export task of a label; past the timeout the delivery is retried later (a new export).
-    """
-
+    #: The output folder's project, and the project to export from when a webhook names none.
     project_id: str | None = None
+    #: How often the worker checks the label's export task (the SDK's minimum is 2 s).
     export_poll_seconds: float = MIN_EXPORT_POLL_SECONDS
+    #: How long one attempt waits for the export task; then the delivery is retried (a new export).
     export_timeout_seconds: float = DEFAULT_EXPORT_TIMEOUT_SECONDS
 
-    @classmethod
-    def from_source(cls, source: SourceConfig) -> LabelboxOptions:
-        """Parse the source's options; `ValueError` with a one-line reason naming the key."""
-        options = source.options
-        poll = _seconds(options, "export_poll_seconds", MIN_EXPORT_POLL_SECONDS)
-        if poll < MIN_EXPORT_POLL_SECONDS:
-            raise ValueError(
-                f"EXPORT_POLL_SECONDS must be at least {MIN_EXPORT_POLL_SECONDS:g} (Labelbox's limit)"
+    def validate(self, source: SourceConfig) -> str | None:
+        if source.api_key is None:
+            return (
+                "API_KEY is required: Labelbox labels and masks are fetched with it (Authorization: Bearer …)"
             )
-        timeout = _seconds(options, "export_timeout_seconds", DEFAULT_EXPORT_TIMEOUT_SECONDS)
-        return cls(
-            project_id=options.get("project_id") or None,
-            export_poll_seconds=poll,
-            export_timeout_seconds=timeout,
-        )
-
-
-def _seconds(options: Mapping[str, str], key: str, default: float) -> float:
-    raw = options.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{key.upper()} must be a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"{key.upper()} must be a positive number of seconds")
-    return value
-
-
-def check_source(source: SourceConfig) -> str | None:
-    """Start-up check: a one-line problem (prefixed with the option key) or None."""
-    if source.api_key is None:
-        return "API_KEY is required: Labelbox labels and masks are fetched with it (Authorization: Bearer …)"
-    try:
-        LabelboxOptions.from_source(source)
-    except ValueError as exc:
-        return str(exc)
-    return None
+        if self.export_poll_seconds < MIN_EXPORT_POLL_SECONDS:
+            return (
+                f"EXPORT_POLL_SECONDS must be at least {MIN_EXPORT_POLL_SECONDS:g} (Labelbox's limit), "
+                f"got {self.export_poll_seconds:g}"
+            )
+        return None

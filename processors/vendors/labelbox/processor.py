@@ -46,7 +46,7 @@ class LabelboxProcessor(Processor):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(source, settings, fetcher=fetcher)
-        self.options = LabelboxOptions.from_source(source)
+        self.options = LabelboxOptions.of(source)
         self._sleep = sleep
         self._clock = clock
 
@@ -122,9 +122,9 @@ class LabelboxProcessor(Processor):
     ) -> dict[int, SourceImage]:
         """An image data row's ``row_data`` (its image URL), fetched without the API key; a video's
         frames are not extracted."""
-        from processors.source_images import fetch_images_enabled, not_fetched, store_image
+        from processors.source_images import not_fetched, store_image
 
-        if not fetch_images_enabled(self.source.options):
+        if not self.source.fetch_images:
             return {frame: not_fetched(frame, "FETCH_IMAGES=0") for frame in parsed.frames}
         if parsed.video:
             return {

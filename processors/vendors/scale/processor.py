@@ -19,6 +19,7 @@ from processors.fetch import HTTPStatusPermanent
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.scale.api import ScaleClient
 from processors.vendors.scale.options import DEFAULT_API_URL, ScaleOptions
+from processors.vendors.scale.status import job_state
 from processors.vendors.scale.submit import created_task, task_request
 
 if TYPE_CHECKING:
@@ -29,17 +30,7 @@ if TYPE_CHECKING:
     from processors.source_images import SourceImage
     from processors.store import JobWriter
 
-#: Scale task statuses (docs: pending, completed, canceled, error) → labelhook's job state.
-FAILED_STATUSES = frozenset({"canceled", "cancelled", "error"})
 _CONTENT_TYPES = {".png": "image/png", ".json": "application/json"}
-
-
-def job_state(status: str) -> str:
-    """labelhook's view of a Scale task status: ``completed``, ``failed`` or ``open``."""
-    status = status.strip().lower()
-    if status == "completed":
-        return "completed"
-    return "failed" if status in FAILED_STATUSES else "open"
 
 
 def task_of(body: Any) -> Mapping[str, Any]:
@@ -59,7 +50,7 @@ class ScaleProcessor(Processor):
 
     def __init__(self, source: SourceConfig, settings: Settings, *, fetcher: Fetcher | None = None) -> None:
         super().__init__(source, settings, fetcher=fetcher)
-        self.options = ScaleOptions.from_source(source)
+        self.options = ScaleOptions.of(source)
 
     @property
     def api(self) -> ScaleClient:
@@ -78,7 +69,7 @@ class ScaleProcessor(Processor):
         except ValueError:
             raise Permanent("Scale delivery body is not JSON") from None
         task = task_of(body)
-        if self.options.fetch_task:
+        if self.options.fetches_task(self.source):
             raw, fetched = api.task(delivery.job_id)
             out.write("task.json", raw, "application/json")
             task = task_of(fetched)
@@ -108,7 +99,7 @@ class ScaleProcessor(Processor):
         from processors.vendors.scale.result import EXTENDED, index_image_url, parse_label_mapping
 
         mapping = parse_label_mapping(response["labelMapping"])
-        kind, url = index_image_url(response, self.options.index_image)
+        kind, url = index_image_url(response, self.options.index_image_key)
         name = f"media/{kind}.png"
         try:
             with api.open_result(url) as stream:
@@ -139,9 +130,9 @@ class ScaleProcessor(Processor):
 
     def _source_image(self, task: Mapping[str, Any], out: JobWriter) -> SourceImage:
         """The task's ``params.attachment`` (the customer's image URL), fetched without the API key."""
-        from processors.source_images import fetch_images_enabled, not_fetched, store_image
+        from processors.source_images import not_fetched, store_image
 
-        if not fetch_images_enabled(self.source.options):
+        if not self.source.fetch_images:
             return not_fetched(0, "FETCH_IMAGES=0")
         params = task.get("params")
         url = params.get("attachment") if isinstance(params, Mapping) else None
