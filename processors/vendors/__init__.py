@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from processors.vendors.cvat.options import CvatOptions
 from processors.vendors.labelbox.options import LabelboxOptions
+from processors.vendors.labelstudio.options import LabelStudioOptions
 from processors.vendors.options import VendorOptions
 from processors.vendors.playment.options import PlaymentOptions
 from processors.vendors.scale.options import ScaleOptions
@@ -34,6 +35,12 @@ def _cvat() -> type[Processor]:
     from processors.vendors.cvat.processor import CvatProcessor
 
     return CvatProcessor
+
+
+def _labelstudio() -> type[Processor]:
+    from processors.vendors.labelstudio.processor import LabelStudioProcessor
+
+    return LabelStudioProcessor
 
 
 def _standard() -> type[Processor]:
@@ -106,7 +113,8 @@ VENDORS: Mapping[str, VendorSpec] = _registry(
     ),
     VendorSpec(
         name="standard",
-        verification="Standard Webhooks HMAC-SHA256 (webhook-id/-timestamp/-signature, ±5 min)",
+        verification="Standard Webhooks v1 HMAC-SHA256 (whsec_) or v1a ed25519 (whpk_) "
+        "(webhook-id/-timestamp/-signature, ±5 min)",
         options=StandardOptions,
         load_processor=_standard,
     ),
@@ -122,6 +130,14 @@ VENDORS: Mapping[str, VendorSpec] = _registry(
         options=SuperAIOptions,
         load_processor=_superai,
         needs_secret=False,
+    ),
+    VendorSpec(
+        name="labelstudio",
+        verification="token in the webhook URL (?token=) or a custom header (constant-time); "
+        "annotations fetched from the API",
+        options=LabelStudioOptions,
+        load_processor=_labelstudio,
+        needs_secret=False,  # LabelStudioOptions.validate asks for it, saying where it goes
     ),
     VendorSpec(
         name="techforge",

@@ -18,6 +18,7 @@ from processors.vendors.options import VendorOptions
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter
 from receiver.vendors.cvat import CvatAdapter
 from receiver.vendors.labelbox import LabelboxAdapter
+from receiver.vendors.labelstudio import LabelStudioAdapter
 from receiver.vendors.playment import PlaymentAdapter
 from receiver.vendors.scale import ScaleAdapter
 from receiver.vendors.standard import StandardAdapter
@@ -76,6 +77,7 @@ REGISTRY: Mapping[str, Vendor] = derive_registry(
     VENDORS,
     (
         CvatAdapter,
+        LabelStudioAdapter,
         PlaymentAdapter,
         StandardAdapter,
         SuperAIAdapter,
