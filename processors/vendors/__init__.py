@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from processors.vendors.cvat.options import CvatOptions
+from processors.vendors.labelbox.options import LabelboxOptions
 from processors.vendors.labelstudio.options import LabelStudioOptions
 from processors.vendors.options import VendorOptions
 from processors.vendors.playment.options import PlaymentOptions
+from processors.vendors.scale.options import ScaleOptions
 from processors.vendors.standard.options import StandardOptions
 from processors.vendors.superai.options import SuperAIOptions
 from processors.vendors.techforge.options import TechForgeOptions
@@ -57,6 +59,18 @@ def _superai() -> type[Processor]:
     from processors.vendors.superai.processor import SuperAIProcessor
 
     return SuperAIProcessor
+
+
+def _labelbox() -> type[Processor]:
+    from processors.vendors.labelbox.processor import LabelboxProcessor
+
+    return LabelboxProcessor
+
+
+def _scale() -> type[Processor]:
+    from processors.vendors.scale.processor import ScaleProcessor
+
+    return ScaleProcessor
 
 
 def _techforge() -> type[Processor]:
@@ -132,5 +146,17 @@ VENDORS: Mapping[str, VendorSpec] = _registry(
         load_processor=_techforge,
         needs_secret=False,
         polls=True,
+    ),
+    VendorSpec(
+        name="labelbox",
+        verification="X-Hub-Signature-256 / X-Hub-Signature HMAC of the raw body; LABEL_CREATED/UPDATED",
+        options=LabelboxOptions,
+        load_processor=_labelbox,
+    ),
+    VendorSpec(
+        name="scale",
+        verification="static scale-callback-auth header (constant-time); completed tasks are processed",
+        options=ScaleOptions,
+        load_processor=_scale,
     ),
 )
