@@ -536,3 +536,46 @@ def test_voc_fast_paths_keep_the_pixels() -> None:
     assert recoloured is not None
     image = Image.open(io.BytesIO(recoloured))
     assert np.array_equal(np.asarray(image), labels) and image.getpalette()[3:6] == [1, 2, 3]
+
+
+def _with_idat(png: bytes, idat: bytes) -> bytes:
+    """``png`` with its image data replaced by ``idat`` (one IDAT chunk, valid CRC)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    header_end = 8 + 12 + 13  # signature, IHDR
+    return png[:header_end] + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_label_pngs_with_a_short_long_or_corrupt_stream_take_no_fast_path() -> None:
+    import zlib
+
+    from processors.export.labelpng import (
+        LabelPngError,
+        grey16_as_palette,
+        grey16_to_panoptic_rgb,
+        read_label_png,
+    )
+    from processors.masks.png import encode_grey16
+
+    ids = np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) % 200
+    good = encode_grey16(ids)
+    rows = np.zeros((30, 81), dtype=np.uint8)  # filter None, all zero: a valid frame's worth
+    short = _with_idat(good, zlib.compress(rows[:-1].tobytes()))
+    # A stream that inflates far past the frame (a "bomb"): refused, not inflated into memory.
+    long = _with_idat(good, zlib.compress(bytes(50_000_000), 9))
+    corrupt = _with_idat(good, zlib.compress(rows.tobytes())[:-9] + b"\x00" * 9)
+    for bad in (short, long, corrupt):
+        assert grey16_to_panoptic_rgb(bad) is None
+        assert grey16_as_palette(bad, [(0, 0, 0)]) is None
+    with pytest.raises(LabelPngError):
+        read_label_png(corrupt)  # Pillow, the fallback, refuses it too
+    # Pillow inflates only the frame's worth of the long one and ignores the rest.
+    assert read_label_png(long).shape == (30, 40)
+    # The fast paths are pure functions of the input: a re-run writes identical bytes.
+    assert grey16_to_panoptic_rgb(good) == grey16_to_panoptic_rgb(encode_grey16(ids))
+    assert grey16_as_palette(good, [(0, 0, 0)]) == grey16_as_palette(good, [(0, 0, 0)])
