@@ -2,20 +2,36 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
+# Two installs: `make run` needs only the runtime dependencies (a small venv, a quick first run);
+# `make test` and `make install` add the dev extras (pytest, moto, playwright, mypy, cfn-lint…).
+RUN_STAMP := $(VENV)/.runtime-$(SUM)
+DEV_STAMP := $(VENV)/.dev-$(SUM)
+PIP := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar on
 
-.PHONY: install run test lint typecheck pytest bench clean chromium
+.PHONY: install install-runtime run test lint typecheck pytest bench clean chromium
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labelhook needs Python >= 3.11 (set PY=python3.x)")'
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+	$(PY) -m venv $(VENV)
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "== installing labelhook and its runtime dependencies into $(VENV) (once; later runs skip this)"
+	$(PIP) -e .
+	rm -f $(VENV)/.runtime-* && touch $(RUN_STAMP)
 
-## Start web + worker with the demo: signed sample callbacks flow into ./var/out.
-run: install
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	@echo "== installing labelhook with the dev extras into $(VENV)"
+	$(PIP) -e '.[dev]'
+	rm -f $(VENV)/.dev-* $(VENV)/.runtime-* $(VENV)/.installed-* && touch $(DEV_STAMP) $(RUN_STAMP)
+
+install: $(DEV_STAMP)
+
+install-runtime: $(RUN_STAMP)
+
+## Start web + worker with the demo: signed sample callbacks flow into ./var/out; the terminal says
+## where the outputs and the dashboard are once it is up.
+run: install-runtime
 	$(BIN)/labelhook run --demo
 
 lint: install

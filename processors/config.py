@@ -3,20 +3,26 @@
 `load_settings(environ)` casts and validates every variable and raises `ConfigError` with a one-line
 reason naming the bad key, so a misconfigured process refuses to start instead of accepting traffic it
 cannot verify. Secrets stay wrapped in `Secret` (redacted in every repr) until the HMAC call.
+
+A source's variables are ``LABELHOOK_<SOURCE>_*``: the common ones (`COMMON_OPTIONS`, fields of
+`SourceConfig`) and its vendor's options dataclass (`processors.vendors.VENDORS[vendor].options`, on
+`SourceConfig.options`). Any other ``LABELHOOK_<SOURCE>_*`` variable is a misspelling and an error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from processors.masks.memory import max_pixels_for
-from processors.source_images import check_fetch_images_option
-from processors.vendors import KNOWN_VENDORS
+from processors.vendors import VENDORS
+from processors.vendors.options import OptionError, VendorOptions, parse_bool, parse_options, parse_seconds
 
 DEMO_SOURCE = "demo"
 # The published demo key: only used when LABELHOOK_SOURCES is unset, so `labelhook run --demo` and the
@@ -29,6 +35,44 @@ DEFAULT_MASK_MEMORY_MB = 256
 _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _QUEUE_SCHEMES = ("sqlite", "sqs", "sqs+https", "sqs+http")
 _STORE_SCHEMES = ("file", "s3")
+#: Options every source accepts, whatever its vendor (``LABELHOOK_<SOURCE>_<NAME>``).
+COMMON_OPTIONS = (
+    "VENDOR",
+    "SECRET",
+    "API_KEY",
+    "API_URL",
+    "POLL",
+    "POLL_INTERVAL_SECONDS",
+    "DEADLINE_SECONDS",
+    "FETCH_IMAGES",
+)
+#: The settings that are not a source's; never read as one (a source may be called `fetch`).
+GLOBAL_VARIABLES = frozenset(
+    {
+        "LABELHOOK_SOURCES",
+        "LABELHOOK_QUEUE",
+        "LABELHOOK_STORE",
+        "LABELHOOK_LIMIT_CONCURRENCY",
+        "LABELHOOK_MAX_BODY_BYTES",
+        "LABELHOOK_FETCH_MAX_BYTES",
+        "LABELHOOK_FETCH_ALLOW_HOSTS",
+        "LABELHOOK_MAX_ATTEMPTS",
+        "LABELHOOK_RETRY_BASE_SECONDS",
+        "LABELHOOK_RETRY_MAX_SECONDS",
+        "LABELHOOK_LEASE_SECONDS",
+        "LABELHOOK_WORKER_CONCURRENCY",
+        "LABELHOOK_POLL_INTERVAL_SECONDS",
+        "LABELHOOK_MAX_PIXELS",
+        "LABELHOOK_DASHBOARD_TOKEN",
+        "LABELHOOK_PUBLIC_URL",
+        "LABELHOOK_BODY_RETENTION_SECONDS",
+        "LABELHOOK_ROW_RETENTION_SECONDS",
+        "LABELHOOK_MASK_MEMORY_MB",
+        "LABELHOOK_MASK_THREADS",
+    }
+)
+DEFAULT_POLL_INTERVAL_SECONDS = 30.0
+DEFAULT_DEADLINE_SECONDS = 24 * 3600.0
 
 
 class ConfigError(Exception):
@@ -61,19 +105,30 @@ class Secret:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """One configured callback source: a name in the URL, the vendor adapter behind it, its secrets."""
+    """One configured callback source: a name in the URL, the vendor adapter behind it, its secrets.
+
+    The fields after ``secrets`` are the common ``LABELHOOK_<SOURCE>_*`` options; ``options`` is the
+    vendor's own options dataclass (read it with ``<Vendor>Options.of(source)``; None = its defaults).
+    """
 
     name: str
     vendor: str
     secrets: tuple[Secret, ...]
     api_key: Secret | None = None
     api_url: str | None = None
-    options: Mapping[str, str] = field(default_factory=dict)
+    #: Poll this source's open jobs from `work`/`run` (default: the vendor's `VendorSpec.polls`).
+    poll: bool = False
+    poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS
+    #: A polled job still open after this long is marked failed.
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
+    #: Also fetch and store the job's source images (issue 19).
+    fetch_images: bool = True
+    options: VendorOptions | None = None
 
     @property
     def verification(self) -> str:
         """A human description of how callbacks to this source are verified (no secret in it)."""
-        return KNOWN_VENDORS[self.vendor].verification
+        return VENDORS[self.vendor].verification
 
 
 @dataclass(frozen=True)
@@ -157,38 +212,78 @@ def _csv(raw: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
 
 
-def _load_source(environ: Mapping[str, str], name: str) -> SourceConfig:
+def _prefix(name: str) -> str:
+    return f"LABELHOOK_{name.upper().replace('-', '_')}_"
+
+
+def _source_variables(environ: Mapping[str, str], names: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Each source's ``LABELHOOK_<SOURCE>_*`` variables, by source: suffix → raw value.
+
+    A variable belongs to the source with the longest matching prefix (``LABELHOOK_A_B_SECRET`` is
+    source ``a_b``'s, not an option ``B_SECRET`` of source ``a``). Global settings are never a
+    source's (a source called ``fetch`` does not own ``LABELHOOK_FETCH_MAX_BYTES``).
+    """
+    prefixes = sorted(((_prefix(name), name) for name in names), key=lambda p: len(p[0]), reverse=True)
+    found: dict[str, dict[str, str]] = {name: {} for name in names}
+    for key, value in environ.items():
+        if not key.startswith("LABELHOOK_") or key in GLOBAL_VARIABLES:
+            continue
+        for prefix, name in prefixes:
+            if key.startswith(prefix) and len(key) > len(prefix):
+                found[name][key[len(prefix) :]] = value
+                break
+    return found
+
+
+def _load_source(name: str, variables: Mapping[str, str]) -> SourceConfig:
     if not _SOURCE_NAME.match(name):
         raise ConfigError(f"LABELHOOK_SOURCES: source name {name!r} must match {_SOURCE_NAME.pattern}")
-    prefix = f"LABELHOOK_{name.upper().replace('-', '_')}_"
-    vendor = environ.get(prefix + "VENDOR", name).strip().lower()
-    if vendor not in KNOWN_VENDORS:
-        known = ", ".join(sorted(KNOWN_VENDORS))
+    prefix = _prefix(name)
+    vendor = variables.get("VENDOR", name).strip().lower()
+    if vendor not in VENDORS:
+        known = ", ".join(sorted(VENDORS))
         raise ConfigError(f"{prefix}VENDOR: unknown vendor {vendor!r} (known: {known})")
-    secrets = tuple(Secret(s) for s in _csv(environ.get(prefix + "SECRET")))
-    if not secrets and KNOWN_VENDORS[vendor].needs_secret:
+    spec = VENDORS[vendor]
+    secrets = tuple(Secret(s) for s in _csv(variables.get("SECRET")))
+    if not secrets and spec.needs_secret:
         raise ConfigError(
             f"{prefix}SECRET is required for source {name!r}: refusing to accept unverified callbacks"
         )
-    api_key_raw = environ.get(prefix + "API_KEY")
-    options = {
-        key[len(prefix) :].lower(): value
-        for key, value in environ.items()
-        if key.startswith(prefix) and key[len(prefix) :] not in ("VENDOR", "SECRET", "API_KEY", "API_URL")
+    api_key_raw = variables.get("API_KEY")
+    vendor_values = {
+        suffix.lower(): value for suffix, value in variables.items() if suffix not in COMMON_OPTIONS
     }
-    source = SourceConfig(
-        name=name,
-        vendor=vendor,
-        secrets=secrets,
-        api_key=Secret(api_key_raw) if api_key_raw else None,
-        api_url=_http_url(prefix + "API_URL", environ.get(prefix + "API_URL")),
-        options=options,
-    )
-    # The adapter checks what only it understands (secret format, required options).
-    problem = check_fetch_images_option(options) or KNOWN_VENDORS[vendor].check(source)
-    if problem:
-        raise ConfigError(f"{prefix}{problem}")
-    return source
+    try:
+        source = SourceConfig(
+            name=name,
+            vendor=vendor,
+            secrets=secrets,
+            api_key=Secret(api_key_raw) if api_key_raw else None,
+            api_url=_http_url(prefix + "API_URL", variables.get("API_URL")),
+            poll=_option(variables, "POLL", parse_bool, spec.polls),
+            poll_interval_seconds=_option(
+                variables, "POLL_INTERVAL_SECONDS", parse_seconds, DEFAULT_POLL_INTERVAL_SECONDS
+            ),
+            deadline_seconds=_option(variables, "DEADLINE_SECONDS", parse_seconds, DEFAULT_DEADLINE_SECONDS),
+            fetch_images=_option(variables, "FETCH_IMAGES", parse_bool, True),
+        )
+        options = parse_options(spec.options, vendor_values, source)
+    except OptionError as exc:
+        if exc.problem == "unknown option":
+            known = ", ".join(sorted((*COMMON_OPTIONS, *(n.upper() for n in spec.options.names()))))
+            raise ConfigError(
+                f"{prefix}{exc.key}: unknown option for source {name!r} (vendor {vendor}; known: {known})"
+            ) from None
+        raise ConfigError(f"{prefix}{exc}") from None
+    return dataclasses.replace(source, options=options)
+
+
+T = TypeVar("T")
+
+
+def _option(variables: Mapping[str, str], key: str, parse: Callable[[str, str], T], default: T) -> T:
+    raw = variables.get(key)
+    return default if raw is None or raw == "" else parse(key, raw)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -199,7 +294,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if names:
         if len(set(names)) != len(names):
             raise ConfigError("LABELHOOK_SOURCES lists a source twice")
-        sources = {name: _load_source(env, name) for name in names}
+        if len({_prefix(name) for name in names}) != len(names):
+            # `a-b` and `a_b` would both read LABELHOOK_A_B_*.
+            raise ConfigError("LABELHOOK_SOURCES: two source names share one LABELHOOK_<SOURCE>_ prefix")
+        variables = _source_variables(env, names)
+        sources = {name: _load_source(name, variables[name]) for name in names}
     else:
         # No sources configured: the demo source, with the public demo key unless one is given.
         demo_env = dict(env)
@@ -207,7 +306,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if not demo_env.get("LABELHOOK_DEMO_SECRET"):
             demo_env["LABELHOOK_DEMO_SECRET"] = DEMO_SECRET
             demo_secret_in_use = True
-        sources = {DEMO_SOURCE: _load_source(demo_env, DEMO_SOURCE)}
+        sources = {
+            DEMO_SOURCE: _load_source(DEMO_SOURCE, _source_variables(demo_env, (DEMO_SOURCE,))[DEMO_SOURCE])
+        }
     token = env.get("LABELHOOK_DASHBOARD_TOKEN")
     # Frames being decoded hold at most this much at once, across every job of the process.
     mask_memory = _int(env, "LABELHOOK_MASK_MEMORY_MB", DEFAULT_MASK_MEMORY_MB, minimum=32) * 1024 * 1024

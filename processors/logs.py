@@ -6,10 +6,16 @@ import json
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+
+
+def rfc3339(timestamp: float) -> str:
+    """``2026-11-30T16:03:32.123Z``: RFC 3339, UTC, milliseconds; what log stores and humans both read."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,7 +23,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": round(record.created, 3),
+            "ts": rfc3339(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -39,7 +45,11 @@ def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> N
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    # Third-party libraries log at WARNING and up (botocore's "Found credentials in environment
+    # variables." on every command is INFO); our own loggers and uvicorn's start/stop lines at `level`.
+    root.setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    for name in ("labelhook", "uvicorn.error"):
+        logging.getLogger(name).setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -2,11 +2,13 @@
 
 Two kinds live here. The callback intake is the hot path, and prometheus-client takes a lock on every
 `inc()`/`observe()`, so the intake keeps plain ints (`IntakeCounters`: it only runs on the event loop
-thread, so `+=` needs no lock) that a collector turns into metric families at scrape time. The worker
-is not hot (one delivery is a fetch and a decode), so it uses prometheus-client objects directly.
+thread, so `+=` needs no lock) that a collector turns into metric families at scrape time. The
+workers' books are `processors.fleet.WorkerStats`, in this process (`labelhook run`) or published
+through the store by `labelhook work` processes; a second collector exports them labelled by worker.
 
 Label values are bounded and never attacker-controlled: ``source`` is a configured source name (or
-``_unknown``), ``reason`` an error code of our own, ``status`` a queue status. No secret is a label.
+``_unknown``), ``reason`` an error code of our own, ``status`` a queue status, ``worker``
+host-pid restricted to ``[A-Za-z0-9._-]``. No secret is a label.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from processors.fleet import OUTCOMES, STALE_SECONDS, Fleet
 
 #: The classic exposition format, which every Prometheus version scrapes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN_SOURCE = "_unknown"
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-PROCESSING_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _MAX_REASONS = 64  # a safety net: reasons are our own error codes, a few dozen at most
 
@@ -89,52 +92,91 @@ class _IntakeCollector(Collector):
         yield from (received, verified, rejected, ack)
 
 
+_OUTCOME_HELP = {
+    "processed": "Deliveries processed: outputs written and the delivery acked",
+    "duplicate": "Deliveries acked unprocessed: another delivery of the same job owns its output",
+    "progress": "Progress-only deliveries (a vendor state that is not final): recorded, nothing fetched",
+    "batch": "Callbacks naming a batch of jobs, expanded into the jobs' own deliveries",
+    "retried": "Failed attempts scheduled for a retry",
+    "dead": "Deliveries moved to the dead letters",
+    "released": "Deliveries given back unfinished at shutdown (processed again by another claim)",
+}
+_OUTCOME_NAME = {o: f"labelhook_deliveries_{o}" for o in OUTCOMES} | {
+    "progress": "labelhook_deliveries_progress_only"
+}
+
+
+class _FleetCollector(Collector):
+    """The workers' books, labelled by worker: the in-process one and those reporting via the store."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        fleet = self.metrics.fleet
+        workers = fleet.workers(max_age=STALE_SECONDS) if fleet is not None else []
+        outcomes = {
+            o: CounterMetricFamily(_OUTCOME_NAME[o], _OUTCOME_HELP[o], labels=["source", "worker"])
+            for o in OUTCOMES
+        }
+        in_flight = GaugeMetricFamily(
+            "labelhook_in_flight", "Deliveries being processed now", labels=["worker"]
+        )
+        heartbeat = GaugeMetricFamily(
+            "labelhook_worker_heartbeat_timestamp_seconds",
+            "When the worker last reported (Unix time)",
+            labels=["worker"],
+        )
+        processing = HistogramMetricFamily(
+            "labelhook_processing_seconds",
+            "Time a processor spent on one attempt",
+            labels=["source", "worker"],
+        )
+        latency = HistogramMetricFamily(
+            "labelhook_delivery_latency_seconds",
+            "Time from callback arrival to the processed ack",
+            labels=["source", "worker"],
+        )
+        stored = CounterMetricFamily(
+            "labelhook_bytes_stored",
+            "Bytes of output files written to the store",
+            labels=["source", "worker"],
+        )
+        for w in workers:
+            in_flight.add_metric([w.worker], w.in_flight)
+            heartbeat.add_metric([w.worker], w.heartbeat_at)
+            for (source, outcome), value in sorted(w.outcomes.items()):
+                outcomes[outcome].add_metric([self.metrics.source(source), w.worker], value)
+            for family, hists in ((processing, w.processing), (latency, w.latency)):
+                for source, hist in sorted(hists.items()):
+                    family.add_metric([self.metrics.source(source), w.worker], hist.cumulative(), hist.sum)
+            for source, size in sorted(w.bytes_stored.items()):
+                stored.add_metric([self.metrics.source(source), w.worker], size)
+        yield from outcomes.values()
+        yield from (in_flight, heartbeat, processing, latency, stored)
+
+
 class Metrics:
-    """The registry of one process; the worker and the intake report into it, `/metrics` renders it."""
+    """The registry of one process; the intake and the workers' reports (`fleet`) feed it."""
 
     def __init__(self, sources: Iterable[str]) -> None:
         self.registry = CollectorRegistry()
         self.sources = frozenset(sources)
         self.intake = IntakeCounters(self.sources)
+        #: Set by the web app: the in-process worker (`labelhook run`) and the others' store reports.
+        self.fleet: Fleet | None = None
         self.registry.register(_IntakeCollector(self.intake))
-        r = self.registry
-        self.processed = Counter(
-            "labelhook_deliveries_processed", "Deliveries processed and acked", ["source"], registry=r
-        )
-        self.retried = Counter(
-            "labelhook_deliveries_retried", "Failed attempts scheduled for a retry", ["source"], registry=r
-        )
-        self.dead = Counter(
-            "labelhook_deliveries_dead", "Deliveries moved to the dead letters", ["source"], registry=r
-        )
-        self.in_flight = Gauge("labelhook_in_flight", "Deliveries being processed now", registry=r)
-        self.processing_seconds = Histogram(
-            "labelhook_processing_seconds",
-            "Time a processor spent on one attempt",
-            ["source"],
-            buckets=PROCESSING_BUCKETS,
-            registry=r,
-        )
-        self.latency_seconds = Histogram(
-            "labelhook_delivery_latency_seconds",
-            "Time from callback arrival to the processed ack",
-            ["source"],
-            buckets=PROCESSING_BUCKETS,
-            registry=r,
-        )
-        self.bytes_stored = Counter(
-            "labelhook_bytes_stored", "Bytes of output files written to the store", ["source"], registry=r
-        )
+        self.registry.register(_FleetCollector(self))
         self.queue_depth = Gauge(
             "labelhook_queue_depth",
             "Deliveries in the queue by status (refreshed every second)",
             ["status"],
-            registry=r,
+            registry=self.registry,
         )
         self.queue_disk_bytes = Gauge(
             "labelhook_queue_disk_bytes",
             "Bytes the queue holds on local disk: database, WAL and intake journal",
-            registry=r,
+            registry=self.registry,
         )
 
     def source(self, name: str) -> str:

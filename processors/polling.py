@@ -55,7 +55,7 @@ async def poll_source(
 ) -> PollSummary:
     """One pass over the open jobs of ``source_name`` (or of those among ``only``, e.g. one batch's)."""
     source = settings.sources[source_name]
-    deadline = float(source.options.get("deadline_seconds", 24 * 3600))
+    deadline = source.deadline_seconds
     summary = PollSummary()
     if only is None:
         records = await asyncio.to_thread(book.list, source_name)
@@ -132,7 +132,7 @@ async def poll_forever(
     stopping: Callable[[], bool],
 ) -> None:
     """The poller inside `work`/`run`: one pass per interval, jittered, backing off on 429/5xx."""
-    base = float(settings.sources[source_name].options.get("poll_interval_seconds", 30))
+    base = settings.sources[source_name].poll_interval_seconds
     delay = base
     while not stopping():
         summary: PollSummary | None = None

@@ -40,8 +40,6 @@ _URL_EXTENSIONS = {
     ".tiff": ".tif",
     ".webp": ".webp",
 }
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -58,25 +56,6 @@ class SourceImage:
     height: int | None = None
     fetched: bool = False
     reason: str | None = None
-
-
-def fetch_images_enabled(options: Mapping[str, str]) -> bool:
-    """``LABELHOOK_<SOURCE>_FETCH_IMAGES``: 1 (default) fetches the source images, 0 leaves them out."""
-    raw = options.get("fetch_images", "1").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise Permanent(f"FETCH_IMAGES must be 0 or 1, not {raw!r}")
-
-
-def check_fetch_images_option(options: Mapping[str, str]) -> str | None:
-    """The config-time check of the option: a one-line problem, or None."""
-    try:
-        fetch_images_enabled(options)
-    except Permanent as exc:
-        return exc.reason
-    return None
 
 
 _IMAGE_KEYS = ("image_url", "imageUrl", "imageURL", "image", "src", "url")

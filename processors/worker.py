@@ -22,16 +22,26 @@ from typing import Any, TypeVar
 from processors.config import Settings
 from processors.delivery import Delivery
 from processors.errors import Permanent, Retryable
+from processors.fleet import Publisher, WorkerStats, worker_id
 from processors.jobs import JobBook
 from processors.metrics import Metrics
 from processors.queue import Lease, Queue, QueueUnavailable
 from processors.store import JobWriter, Store, StoreError, dump_json
-from processors.vendors import KNOWN_VENDORS
+from processors.vendors import VENDORS
 from processors.vendors.base import Processor
 from processors.version import VERSION
 
 T = TypeVar("T")
 log = logging.getLogger("labelhook.worker")
+
+
+def _outcome(delivery: Delivery, manifest: dict[str, Any] | None) -> str:
+    """What an acked delivery was: see `processors.fleet.OUTCOMES`."""
+    if delivery.kind == "batch":
+        return "batch"
+    if delivery.kind == "state":
+        return "progress"
+    return "processed" if manifest is not None else "duplicate"
 
 
 async def run_in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -70,6 +80,7 @@ class Worker:
         processors: Mapping[str, Processor] | None = None,
         drain_seconds: float = 20.0,
         metrics: Metrics | None = None,
+        name: str | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -79,7 +90,12 @@ class Worker:
         self.jobs = JobBook(store)
         self._stopping = threading.Event()
         self._wake: asyncio.Event | None = None
+        #: Deliveries acked (processed, duplicates, progress reports, batches): for tests and the log.
         self.processed = 0
+        #: This worker's books, published to the store for the web (`processors.fleet`).
+        self.stats = WorkerStats(name or worker_id())
+        self.publisher = Publisher(self.stats, store)
+        # The registry `labelhook run` serves; `serve` + `work` export `stats` via the store instead.
         self.metrics = metrics if metrics is not None else Metrics(settings.sources)
 
     def stop(self) -> None:
@@ -100,7 +116,7 @@ class Worker:
             source = self.settings.source(source_name)
             if source is None:
                 raise Permanent(f"source {source_name!r} is no longer configured")
-            processor = KNOWN_VENDORS[source.vendor].processor_class()(source, self.settings)
+            processor = VENDORS[source.vendor].processor_class()(source, self.settings)
             self._processors[source_name] = processor
         return processor
 
@@ -112,6 +128,7 @@ class Worker:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.store.sweep_temporary)
         pollers = [asyncio.create_task(self._poll(name)) for name in self.polled_sources()]
+        publisher = asyncio.create_task(self.publisher.run(lambda: self.stopping))
         in_flight: set[asyncio.Task[None]] = set()
         concurrency = self.settings.worker_concurrency
         while not self.stopping:
@@ -137,15 +154,13 @@ class Worker:
         for poller in pollers:
             poller.cancel()
         await self._drain(in_flight)
+        publisher.cancel()
+        self.stats.stopped_at = self.stats.clock()
+        await self.publisher.publish(force=True)
 
     def polled_sources(self) -> list[str]:
         """Sources whose open jobs this worker polls: vendors without callbacks, or POLL=1."""
-        names = []
-        for name, source in self.settings.sources.items():
-            default = KNOWN_VENDORS[source.vendor].polls
-            if source.options.get("poll", "1" if default else "0").lower() in ("1", "true", "yes", "on"):
-                names.append(name)
-        return names
+        return [name for name, source in self.settings.sources.items() if source.poll]
 
     async def _poll(self, source_name: str) -> None:
         from processors.polling import poll_forever
@@ -189,18 +204,19 @@ class Worker:
             "job": delivery.job_id,
             "attempt": lease.attempts,
         }
-        metrics, source = self.metrics, self.metrics.source(delivery.source)
-        started = time.monotonic()
+        stats, source = self.stats, delivery.source
+        started, started_at = time.monotonic(), time.time()
 
         def took() -> float:
             return round((time.monotonic() - started) * 1000, 1)
 
         if not await self.queue.check_attempts(lease):
-            metrics.dead.labels(source).inc()
+            stats.count(source, "dead")
             log.warning("dead letter", extra={**fields, "outcome": "dead", "duration_ms": took()})
+            await self._note_attempt(lease, started_at, "dead", "claimed too often without finishing")
             return
         heartbeat = asyncio.create_task(self._heartbeat(lease))
-        metrics.in_flight.inc()
+        stats.in_flight += 1
         try:
             if delivery.kind == "batch":
                 await self._batch(delivery)
@@ -210,17 +226,19 @@ class Worker:
         except asyncio.CancelledError:
             with contextlib.suppress(QueueUnavailable):
                 await asyncio.shield(self.queue.release(lease))
+            stats.count(source, "released")
             log.info("released", extra={**fields, "outcome": "released", "duration_ms": took()})
             raise
         except Exception as exc:
-            outcome = await self.queue.fail(lease, exc)
-            metrics.processing_seconds.labels(source).observe(time.monotonic() - started)
-            (metrics.dead if outcome == "dead" else metrics.retried).labels(source).inc()
+            failed = await self.queue.fail(lease, exc)
+            stats.observe_processing(source, time.monotonic() - started)
+            stats.count(source, "dead" if failed == "dead" else "retried")
+            await self._note_attempt(lease, started_at, failed, getattr(exc, "reason", repr(exc)))
             log.warning(
                 "processing failed",
                 extra={
                     **fields,
-                    "outcome": outcome,
+                    "outcome": failed,
                     "reason": getattr(exc, "reason", repr(exc)),
                     "duration_ms": took(),
                 },
@@ -228,15 +246,50 @@ class Worker:
         else:
             await self.queue.ack(lease)
             self.processed += 1
-            metrics.processing_seconds.labels(source).observe(time.monotonic() - started)
-            metrics.processed.labels(source).inc()
-            metrics.latency_seconds.labels(source).observe(max(0.0, time.time() - delivery.received_at))
-            if isinstance(manifest, dict):
-                metrics.bytes_stored.labels(source).inc(sum(f["size"] for f in manifest.get("files", ())))
-            log.info("processed", extra={**fields, "outcome": "processed", "duration_ms": took()})
+            outcome = _outcome(delivery, manifest)
+            stats.count(source, outcome)
+            if outcome == "processed" and isinstance(manifest, dict):
+                # Only real work goes into the timings: a duplicate's 2 ms would flatter them.
+                stats.observe_processing(source, time.monotonic() - started)
+                stats.observe_latency(source, max(0.0, time.time() - delivery.received_at))
+                stats.stored(source, sum(int(f["size"]) for f in manifest.get("files", ())))
+            log.info(outcome, extra={**fields, "outcome": outcome, "duration_ms": took()})
+            # Ends a history of failures, if there is one (after retries, or a replayed dead letter).
+            await self._note_attempt(lease, started_at, outcome, None, only_if_exists=True)
         finally:
-            metrics.in_flight.dec()
+            stats.in_flight -= 1
             heartbeat.cancel()
+
+    async def _note_attempt(
+        self,
+        lease: Lease,
+        started_at: float,
+        outcome: str,
+        reason: str | None,
+        *,
+        only_if_exists: bool = False,
+    ) -> None:
+        """Append this attempt to the delivery's history in the store (the dashboard's delivery page)."""
+        from processors.history import record_attempt
+
+        entry = {
+            "attempt": lease.attempts,
+            "started_at": started_at,
+            "finished_at": time.time(),
+            "outcome": outcome,
+            "reason": reason,
+            "worker": self.stats.worker,
+        }
+        try:
+            await asyncio.to_thread(
+                lambda: record_attempt(
+                    self.store, lease.delivery.id, lease.delivery.body, entry, only_if_exists=only_if_exists
+                )
+            )
+        except StoreError as exc:  # the history is for people; the work must go on without it
+            log.warning(
+                "attempt history not written", extra={"delivery_id": lease.delivery.id, "error": exc.reason}
+            )
 
     async def _batch(self, delivery: Delivery) -> None:
         """A callback naming a batch of jobs: record it; poll its jobs once (`processors.batches`)."""
@@ -312,13 +365,12 @@ class Worker:
         if owner == delivery.id:
             return True
         log.info(
-            "duplicate",
+            "dedupe key owned by another delivery",
             extra={
                 "delivery_id": delivery.id,
                 "source": delivery.source,
                 "job": delivery.job_id,
                 "duplicate_of": owner,
-                "outcome": "duplicate",
             },
         )
         return False

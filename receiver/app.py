@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from processors.config import Settings
+from processors.fleet import Fleet
 from processors.metrics import CONTENT_TYPE, Metrics
 from processors.queue import Queue
 from processors.store import Store
@@ -34,7 +35,7 @@ from receiver.intake import Intake
 from receiver.middleware import BodyLimitMiddleware
 from receiver.openapi import openapi_schema
 from receiver.readiness import Readiness
-from receiver.vendors import ADAPTERS, VendorAdapter
+from receiver.vendors import REGISTRY, VendorAdapter
 
 log = logging.getLogger("labelhook.receiver")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
@@ -57,8 +58,11 @@ def create_app(
     """
     if metrics is None:
         metrics = worker.metrics if worker is not None else Metrics(settings.sources)
+    # Worker books: the in-process worker's live, the others' as they publish them to the store.
+    fleet = Fleet(store, local=worker.stats if worker is not None else None)
+    metrics.fleet = fleet
     adapters: dict[str, VendorAdapter] = {
-        name: ADAPTERS[source.vendor](source) for name, source in settings.sources.items()
+        name: REGISTRY[source.vendor].adapter(source) for name, source in settings.sources.items()
     }
 
     async def post_only(request: Request) -> Response:
@@ -81,7 +85,7 @@ def create_app(
 
     schema = openapi_schema(VERSION)
     token = settings.dashboard_token
-    dashboard = dashboard_routes(token, queue, store, list(settings.sources)) if token else []
+    dashboard = dashboard_routes(token, queue, store, list(settings.sources), fleet) if token else []
     # /metrics is open like most exporters unless a dashboard token is set; then it takes that token.
     metrics_auth = DashboardAuth(token) if token else None
 
@@ -116,6 +120,7 @@ def create_app(
         await readiness.refresh()  # ready or not, /readyz has an answer from the first request
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(fn()) for fn in background]
         tasks.append(asyncio.create_task(readiness.run()))
+        tasks.append(asyncio.create_task(fleet.run()))  # the workers' reports, for /metrics and the dashboard
         worker_task = asyncio.create_task(worker.run()) if worker is not None else None
         try:
             yield

@@ -133,6 +133,11 @@ def openapi_schema(version: str) -> dict[str, Any]:
 _DASHBOARD_AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"basic": []}, {"session": []}]
 
 
+def _with_404(operation: dict[str, Any]) -> dict[str, Any]:
+    operation["get"]["responses"].update(_errors(404))
+    return operation
+
+
 def _ops_paths() -> dict[str, Any]:
     """The dashboard and its JSON API: only routed when LABELHOOK_DASHBOARD_TOKEN is set (else 404)."""
 
@@ -160,6 +165,14 @@ def _ops_paths() -> dict[str, Any]:
     return {
         "/dashboard": get("Ops page (HTML)", "source", "status", content={"text/html": {"schema": {}}}),
         "/api/deliveries": get("Recent deliveries, newest first", "source", "status", "limit"),
+        "/api/deliveries/{id}": _with_404(
+            get(
+                "One delivery: status, attempt history (times, reasons, workers), masked body preview",
+                path=("id",),
+                content={"application/json": {"schema": {"type": "object"}}},
+            )
+        ),
+        "/api/workers": get("Workers heard from in the last day: heartbeat, in flight, totals by outcome"),
         "/api/dead-letters": get("Dead letters with their reasons", "limit"),
         "/api/queue": get(
             "Queue depth by status", content={"application/json": {"schema": {"type": "object"}}}

@@ -160,6 +160,60 @@ def test_duplicate_callbacks_raced_by_two_workers_give_one_output_set(backend: B
     assert sorted(keys) == ["standard/acme/dup-1/callback.json", "standard/acme/dup-1/manifest.json"]
 
 
+def test_worker_metrics_reach_the_web_labelled_by_worker(backend: Backend) -> None:
+    """`serve` and `work` share only the queue and the store: the worker's counters still show on the
+    web's /metrics within 15 s, labelled by worker, a duplicate counted as a duplicate (SQS)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    token = {"Authorization": "Bearer e2e-dashboard-token-0123456789"}
+
+    def scrape() -> dict[str, dict[str, float]]:
+        text = httpx.get(url + "/metrics", headers=token, timeout=10).text
+        by_worker: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if "worker" in sample.labels:
+                    counts = by_worker.setdefault(sample.labels["worker"], {})
+                    counts[sample.name] = counts.get(sample.name, 0.0) + sample.value
+        return by_worker
+
+    port = free_port()
+    web_env = {**backend.env, "PORT": str(port), "HOST": "127.0.0.1"}
+    web_env["LABELHOOK_DASHBOARD_TOKEN"] = token["Authorization"].removeprefix("Bearer ")
+    web, url = labelhook("serve", env=web_env, cwd=backend.tmp), f"http://127.0.0.1:{port}"
+    worker = labelhook("work", env=backend.env, cwd=backend.tmp)
+    try:
+        wait_for(lambda: is_up(url), timeout=30, what="labelhook serve")
+        for i in range(3):
+            assert post(url, f"wm-{i}").status_code == 202
+        body = callback_body("wm-dup")
+        headers = sign(body, "wm-dup")
+        for _ in range(3):
+            assert httpx.post(url + "/hooks/acme", content=body, headers=headers, timeout=10).is_success
+        wait_for(lambda: len(backend.manifests()) == 4, timeout=60, what="4 output sets")
+        done_at = time.monotonic()
+        expected_duplicates = 0 if backend.name == "sqlite+file" else 2  # SQLite refuses them at intake
+        label = f"-{worker.pid}"
+
+        def settled() -> dict[str, float] | None:
+            counts = next((c for w, c in scrape().items() if w.endswith(label)), None)
+            ok = counts is not None and counts.get("labelhook_deliveries_processed_total") == 4
+            ok = ok and counts.get("labelhook_deliveries_duplicate_total", 0) == expected_duplicates
+            return counts if ok else None
+
+        counts = wait_for(settled, timeout=30, interval=0.5, what="worker counters on the web's /metrics")
+        assert time.monotonic() - done_at <= 15
+        # The dashboard's workers list: the same worker, its heartbeat recent.
+        [seen] = httpx.get(url + "/api/workers", headers=token, timeout=10).json()
+        assert seen["worker"].endswith(label) and seen["totals"]["processed"] == 4
+        assert time.time() - seen["heartbeat_at"] < 60 and seen["stopped_at"] is None
+    finally:
+        stop(web, worker)
+    assert counts["labelhook_delivery_latency_seconds_count"] == 4  # duplicates are not in the timings
+    assert counts["labelhook_in_flight"] == 0
+    assert counts["labelhook_worker_heartbeat_timestamp_seconds"] > time.time() - 60
+
+
 def test_worker_killed_mid_job_loses_nothing(backend: Backend) -> None:
     web, url = start_web(backend)
     try:

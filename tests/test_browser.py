@@ -81,7 +81,8 @@ def test_login_mask_previews_and_replay_in_chromium(make_settings: Any, tmp_path
                 page.goto(live.url + "/dashboard")
                 processor.healed.set()
                 page.click(f"button.replay[data-id='{ids['street-0043']}']")
-                page.wait_for_url(live.url + "/dashboard#dead")
+                page.wait_for_url(live.url + "/dashboard?replayed=1#dead")
+                assert "Replayed 1 dead letter" in page.locator(".flash").inner_text()
                 wait_for(
                     lambda: _status(live.url, ids["street-0043"]) == "done", what="replayed and processed"
                 )

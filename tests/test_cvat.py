@@ -29,6 +29,7 @@ from processors.config import ConfigError, Secret, SourceConfig, load_settings
 from processors.errors import Permanent
 from processors.queue import open_queue
 from processors.store import open_store
+from processors.vendors.cvat.options import CvatOptions
 from processors.worker import Worker
 from receiver.app import create_app
 from receiver.errors import BadRequest, Unauthorized
@@ -186,7 +187,9 @@ def reference(frame: int, numbers: dict[str, int]) -> np.ndarray:
 
 
 def adapter(**options: str) -> CvatAdapter:
-    return CvatAdapter(SourceConfig("cvat", "cvat", (Secret("old"), Secret(SECRET)), options=options))
+    return CvatAdapter(
+        SourceConfig("cvat", "cvat", (Secret("old"), Secret(SECRET)), options=CvatOptions(**options))
+    )
 
 
 def verify(body: bytes, headers: dict[str, str], **options: str) -> Any:

@@ -190,7 +190,7 @@ def test_replay_needs_csrf_and_same_origin(dash: tuple[httpx.Client, MaskProcess
     assert status_of(client, delivery_id) == "dead"
     processor.healed.set()
     ok = client.post("/dashboard/replay", data={**form, "csrf": csrf}, follow_redirects=False)
-    assert ok.status_code == 303 and ok.headers["location"] == "/dashboard#dead"
+    assert ok.status_code == 303 and ok.headers["location"] == "/dashboard?replayed=1#dead"
     wait_for(lambda: status_of(client, delivery_id) == "done", what="replayed delivery processed")
 
 

@@ -168,10 +168,10 @@ def test_no_mask_module_at_processors_top_level() -> None:
 
 
 def test_each_vendor_processor_lives_in_its_vendor_package() -> None:
-    from processors.vendors import KNOWN_VENDORS
+    from processors.vendors import VENDORS
     from processors.vendors.base import Processor
 
-    for name, info in KNOWN_VENDORS.items():
+    for name, info in VENDORS.items():
         cls = info.processor_class()
         assert issubclass(cls, Processor)
         assert cls.__module__ == f"processors.vendors.{name}.processor"

@@ -542,7 +542,11 @@ def test_decode_command_writes_one_job_layout(tmp_path: Path, capsys: pytest.Cap
         str(tmp_path / "mask.png"), str(tmp_path / "result.json"), str(out), max_pixels=MAX
     )
     assert status == 0
-    assert capsys.readouterr().err == ""
+    # The warnings are said, not only filed in annotations.json (issue 22: decode was silent).
+    assert capsys.readouterr().err.splitlines() == [
+        "labelhook decode: warning: 1 unknown colour(s), 1 px left unlabeled: #000000 (1 px)",
+        "labelhook decode: warning: 1 invalid legend key(s): #fdffd34",
+    ]
     assert _files(out) == [
         "annotations.json",
         "labelmap.json",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,7 +38,9 @@ def scrape(url: str, headers: dict[str, str] | None = None) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The sum of ``name`` over every series carrying ``labels`` (worker series add up)."""
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
 
 
 @pytest.fixture
@@ -83,6 +86,10 @@ def test_counters_move_with_traffic(live: LiveServer) -> None:
     assert value(after, "labelhook_queue_depth", status="done") == 1
     assert value(after, "labelhook_queue_disk_bytes") > 0
     assert value(after, "labelhook_in_flight") == 0
+    # `labelhook run`: the in-process worker is one labelled series, with a heartbeat.
+    workers = {dict(labels)["worker"] for (name, labels) in after if name == "labelhook_in_flight"}
+    assert len(workers) == 1
+    assert value(after, "labelhook_worker_heartbeat_timestamp_seconds") > time.time() - 60
     text = httpx.get(live.url + "/metrics").text
     assert "evil" not in text and SECRET not in text and API_KEY not in text
 
@@ -141,3 +148,71 @@ def test_worker_outcome_lines_and_no_secret_in_logs(make_settings: Any, json_log
     text = json_logs.getvalue()
     for secret in (SECRET, SECRET.removeprefix("whsec_"), API_KEY, TOKEN):
         assert secret not in text
+
+
+def test_progress_only_and_failures_are_not_counted_as_processed(make_settings: Any) -> None:
+    """A progress report is acked but not processed; a failure is a retry, then a dead letter."""
+    import asyncio
+
+    from processors.delivery import Delivery, new_delivery_id
+    from processors.queue import RetryPolicy
+
+    settings = make_settings()
+    queue = open_queue(settings.queue_url, RetryPolicy(max_attempts=2, base_seconds=0.05, max_seconds=0.1))
+    store = open_store(settings.store_url)
+    progress = Delivery(
+        id=new_delivery_id(),
+        source="acme",
+        vendor="standard",
+        dedupe_key="acme:p-1:progress",
+        job_id="p-1",
+        project="acme",
+        body=b"{}",
+        received_at=time.time(),
+        state="in_progress",
+        kind="state",
+        meta={"job_state": "open"},
+    )
+    broken = Delivery(
+        id=new_delivery_id(),
+        source="acme",
+        vendor="standard",
+        dedupe_key="acme:b-1",
+        job_id="b-1",
+        project="acme",
+        body=b"{}",
+        received_at=time.time(),
+    )
+    from processors.errors import Retryable
+    from processors.vendors.base import Processor
+
+    class Failing(Processor):
+        def process(self, delivery: Delivery, out: Any) -> dict[str, Any]:
+            raise Retryable("vendor answered 502 Bad Gateway")
+
+    failing = Failing(settings.sources["acme"], settings)
+    worker = Worker(settings, queue, store, drain_seconds=5, name="test-worker", processors={"acme": failing})
+
+    async def main() -> None:
+        await queue.enqueue(progress)
+        await queue.enqueue(broken)
+        task = asyncio.create_task(worker.run())
+        deadline = time.monotonic() + 30
+        while worker.stats.total("progress") + worker.stats.total("dead") < 2:
+            assert time.monotonic() < deadline, worker.stats.outcomes
+            await asyncio.sleep(0.05)
+        worker.stop()
+        await task
+        await queue.close()
+
+    asyncio.run(main())
+    assert worker.stats.outcomes.get(("acme", "progress")) == 1
+    assert worker.stats.total("processed") == 0
+    assert "acme" not in worker.stats.latency  # latency is for processed deliveries only
+    assert worker.stats.total("retried") == 1 and worker.stats.total("dead") == 1
+    # The report in the store says the same, for a web in another process.
+    from processors.fleet import read_reports
+
+    [report] = read_reports(store)
+    assert report.worker == "test-worker" and report.stopped_at is not None
+    assert report.outcomes == worker.stats.outcomes

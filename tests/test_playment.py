@@ -25,6 +25,7 @@ from processors.jobs import JobBook
 from processors.polling import poll_source
 from processors.queue import open_queue
 from processors.store import open_store
+from processors.vendors.playment.options import PlaymentOptions
 from processors.vendors.playment.processor import PlaymentProcessor
 from processors.vendors.playment.result import plan_result
 from processors.worker import Worker
@@ -584,7 +585,9 @@ def test_lenient_callback_bodies() -> None:
     from receiver.vendors import IncomingRequest
     from receiver.vendors.playment import PlaymentAdapter
 
-    adapter = PlaymentAdapter(SourceConfig("pm", "playment", (Secret(KEY),), options={"project_id": "p-opt"}))
+    adapter = PlaymentAdapter(
+        SourceConfig("pm", "playment", (Secret(KEY),), options=PlaymentOptions(project_id="p-opt"))
+    )
 
     def verify(body: Any) -> Any:
         return adapter.verify(IncomingRequest({"x-playment-key": KEY}, {}, json.dumps(body).encode()), 0.0)

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from processors.config import ConfigError, load_settings
 from processors.errors import Permanent, Retryable
-from processors.source_images import fetch_images_enabled, find_image_url, store_image
+from processors.source_images import find_image_url, store_image
 from processors.store import JobWriter
 from processors.store.local import LocalStore
+from tests.support import SECRET
 
 
 def _jpeg(width: int, height: int) -> bytes:
@@ -78,9 +80,12 @@ def test_permanent_fetch_errors_are_reported_retryable_ones_propagate(tmp_path: 
 
 
 def test_option_and_input_url_lookup() -> None:
-    assert fetch_images_enabled({}) and not fetch_images_enabled({"fetch_images": "0"})
-    with pytest.raises(Permanent):
-        fetch_images_enabled({"fetch_images": "sometimes"})
+    # FETCH_IMAGES is a common source option, parsed at start-up (tests/test_source_options.py too).
+    env = {"LABELHOOK_SOURCES": "acme", "LABELHOOK_ACME_VENDOR": "standard", "LABELHOOK_ACME_SECRET": SECRET}
+    assert load_settings(env).sources["acme"].fetch_images
+    assert not load_settings({**env, "LABELHOOK_ACME_FETCH_IMAGES": "0"}).sources["acme"].fetch_images
+    with pytest.raises(ConfigError, match="LABELHOOK_ACME_FETCH_IMAGES"):
+        load_settings({**env, "LABELHOOK_ACME_FETCH_IMAGES": "sometimes"})
     assert (
         find_image_url({"imageUrl": "https://a/x.jpg", "nested": {"image_url": "https://b"}})
         == "https://a/x.jpg"

@@ -6,6 +6,7 @@ the memory of one frame) and by ``labelhook decode`` (one local PNG, written onl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -285,6 +286,8 @@ def decode_command(
     on_frame: Callable[[str], None] | None = None,
     threads: int = 1,
     budget: MemoryBudget | None = None,
+    replace: bool = False,
+    strict: bool = False,
 ) -> int:
     """``labelhook decode MASK.png [MASK…] --result RESULT.json --out DIR``; returns the exit status.
 
@@ -292,16 +295,62 @@ def decode_command(
     ``threads`` threads (``on_frame`` is told as each is done, in order, for a progress bar). Writes
     ``masks/<frame>/…``, ``labelmap.json`` and ``annotations.json`` under ``out_dir`` only after
     everything decoded; on a bad input nothing is written, one line goes to stderr and 2 is returned.
+    ``replace`` first removes what an earlier decode wrote there (so no stale frame survives).
+    Warnings (unknown colours, invalid legend keys, empty instances) are summed up on stderr; with
+    ``strict`` they make the exit status 1.
     """
     paths = [mask_paths] if isinstance(mask_paths, str) else list(mask_paths)
     try:
-        files = _decode_in_memory(paths, result_path, max_pixels, on_frame, threads, budget)
+        files, summary = _decode_in_memory(paths, result_path, max_pixels, on_frame, threads, budget)
+        if replace:
+            _remove_previous(Path(out_dir))
         _write_all(Path(out_dir), files)
     except Permanent as exc:
         print(f"labelhook decode: {exc.reason}".replace("\n", " "), file=sys.stderr)
         return 2
+    warnings = warning_lines(summary.warnings)
+    for line in warnings:
+        print(f"labelhook decode: warning: {line}", file=sys.stderr)
     print(f"labelhook decode: wrote {len(files)} files to {out_dir}")
-    return 0
+    return 1 if strict and warnings else 0
+
+
+def warning_lines(warnings: Mapping[str, Any]) -> list[str]:
+    """One human line per kind of decode warning, e.g. ``2 unknown colours (1,204 px): #010203 …``."""
+    lines = []
+    unknown = warnings.get("unknown_colors") or {}
+    if unknown:
+        pixels = sum(int(n) for n in unknown.values())
+        shown = " ".join(f"{c} ({int(n):,} px)" for c, n in list(unknown.items())[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        lines.append(f"{len(unknown)} unknown colour(s), {pixels:,} px left unlabeled: {shown}{more}")
+    for key, label in (
+        ("invalid_legend_keys", "invalid legend key(s)"),
+        ("empty_instances", "empty instance(s)"),
+    ):
+        items = warnings.get(key) or []
+        if items:
+            lines.append(
+                f"{len(items)} {label}: {' '.join(map(str, items[:5]))}{' …' if len(items) > 5 else ''}"
+            )
+    return lines
+
+
+def _remove_previous(out_dir: Path) -> None:
+    """What `decode` writes, and only that: ``masks/<frame>/``, ``labelmap.json``, ``annotations.json``."""
+    try:
+        for name in ("labelmap.json", "annotations.json"):
+            (out_dir / name).unlink(missing_ok=True)
+        masks = out_dir / "masks"
+        if masks.is_dir():
+            for frame_dir in masks.iterdir():
+                if frame_dir.is_dir() and frame_dir.name.isdigit():
+                    for name in ("semantic.png", "instances.png"):
+                        (frame_dir / name).unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):  # not empty: something of the user's is in it
+                        frame_dir.rmdir()
+    except OSError as exc:
+        raise Permanent(f"cannot clear {out_dir}: {exc.strerror or exc}") from exc
 
 
 def _decode_in_memory(
@@ -311,7 +360,7 @@ def _decode_in_memory(
     on_frame: Callable[[str], None] | None,
     threads: int,
     budget: MemoryBudget | None,
-) -> dict[str, bytes]:
+) -> tuple[dict[str, bytes], SegmentationSummary]:
     try:
         result = json.loads(Path(result_path).read_bytes())
     except OSError as exc:
@@ -337,14 +386,17 @@ def _decode_in_memory(
             on_frame(mask_paths[int(index)])  # the frame's last file: it is done
 
     try:
-        process_segmentation(result, frames(), keep, max_pixels=max_pixels, threads=threads, budget=budget)
+        summary = process_segmentation(
+            result, frames(), keep, max_pixels=max_pixels, threads=threads, budget=budget
+        )
     except FrameError as exc:
         raise Permanent(f"{mask_paths[exc.frame_index]}: {exc.reason}") from exc
     except Permanent as exc:
-        if exc.reason.startswith("cannot read") or not mask_paths:
+        if exc.reason.startswith("cannot read"):
             raise
-        raise Permanent(f"{mask_paths[0]}: {exc.reason}") from exc
-    return files
+        # Not a frame's fault: the result JSON's (legend, instances). Name that file, not a mask.
+        raise Permanent(f"{result_path}: {exc.reason}") from exc
+    return files, summary
 
 
 def _write_all(out_dir: Path, files: Mapping[str, bytes]) -> None:

@@ -147,14 +147,18 @@ class SQLiteQueue(Queue):
         self._wakeup: asyncio.Event | None = None
         self._closed = False
 
+    @staticmethod
+    def path_of(url: str) -> str:
+        """The database path of `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, or
+        ``:memory:`` for `sqlite://:memory:`."""
+        rest = url[len("sqlite://") :]
+        return (rest[1:] if rest.startswith("/") else rest) or ":memory:"
+
     @classmethod
     def from_url(
         cls, url: str, policy: RetryPolicy | None = None, *, retention: Retention | None = None
     ) -> SQLiteQueue:
-        # sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite://:memory:
-        rest = url[len("sqlite://") :]
-        path = rest[1:] if rest.startswith("/") else rest
-        return cls(path or ":memory:", policy, retention=retention)
+        return cls(cls.path_of(url), policy, retention=retention)
 
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:

@@ -169,4 +169,5 @@ class LocalStore(Store):
         return swept
 
     def describe(self) -> str:
-        return f"file://{self.root}"
+        # An absolute `file:///…` URL: `file://var/out` would parse with `var` as the host.
+        return self.root.absolute().as_uri()

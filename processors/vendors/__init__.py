@@ -1,45 +1,31 @@
-"""The vendor registry: which vendors exist, how their sources are checked, where their processor lives.
+"""The vendor registry, worker side: per vendor its options dataclass, its processor, how it verifies.
 
-One package per vendor (`processors/vendors/<vendor>/`: processor, API client, result parsing, options);
-`base.py` is the `Processor` interface they implement. The receiver keeps its own registry of
-verification adapters (`receiver.vendors`) under the same names. Processors and checks are imported
-inside functions, so a web process never loads numpy; they are plain imports (not import strings) so
-that mypy checks them and the import graph (tests/test_layout.py) sees them.
+`VENDORS` is the one list of vendors. The receiver's adapters (`receiver.vendors.VENDORS`) are derived
+from it and checked against it at import, so a vendor cannot have one half without the other (and
+tests/test_vendor_registry.py proves it). Adding a vendor: docs/vendors/README.md.
+
+One package per vendor (`processors/vendors/<vendor>/`: processor, API client, result parsing,
+options); `base.py` is the `Processor` interface, `options.py` the `VendorOptions` base and parser.
+Options classes are imported here (they are light); processors are imported by `load_processor`, so a
+web process never loads numpy. The loaders are plain imports (not import strings) so that mypy checks
+them and the import graph (tests/test_layout.py) sees them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from processors.vendors.cvat.options import CvatOptions
+from processors.vendors.options import VendorOptions
+from processors.vendors.playment.options import PlaymentOptions
+from processors.vendors.standard.options import StandardOptions
+from processors.vendors.superai.options import SuperAIOptions
+from processors.vendors.techforge.options import TechForgeOptions
+
 if TYPE_CHECKING:
-    from processors.config import SourceConfig
     from processors.vendors.base import Processor
-
-
-def _check_standard(source: SourceConfig) -> str | None:
-    from processors.vendors.standard.processor import check_secrets
-
-    return check_secrets(source)
-
-
-def _check_cvat(source: SourceConfig) -> str | None:
-    from processors.vendors.cvat.options import check_source
-
-    return check_source(source)
-
-
-def _check_superai(source: SourceConfig) -> str | None:
-    from processors.vendors.superai.processor import check_source
-
-    return check_source(source)
-
-
-def _check_techforge(source: SourceConfig) -> str | None:
-    from processors.vendors.techforge.processor import check_source
-
-    return check_source(source)
 
 
 def _cvat() -> type[Processor]:
@@ -73,49 +59,62 @@ def _techforge() -> type[Processor]:
 
 
 @dataclass(frozen=True)
-class VendorInfo:
-    """What the rest of the system needs to know about one vendor before any of its code loads."""
+class VendorSpec:
+    """What the rest of the system needs to know about one vendor before any of its heavy code loads."""
 
+    name: str
+    #: How callbacks are verified, in one line (shown by `labelhook sources`; no secret in it).
     verification: str
+    #: The vendor-specific ``LABELHOOK_<SOURCE>_*`` options; common ones live on `SourceConfig`.
+    options: type[VendorOptions]
     #: Imports and returns the processor class (lazily: the web process never needs it).
     load_processor: Callable[[], type[Processor]]
+    #: A source of this vendor must have SECRET (False: the options' `validate` decides).
     needs_secret: bool = True
     #: Poll this vendor's open jobs from `work`/`run` by default (vendors without callbacks);
     #: any source can turn it on or off with LABELHOOK_<SOURCE>_POLL=1/0.
     polls: bool = False
-    check: Callable[[SourceConfig], str | None] = lambda source: None
 
     def processor_class(self) -> type[Processor]:
         return self.load_processor()
 
 
-KNOWN_VENDORS: dict[str, VendorInfo] = {
-    "cvat": VendorInfo(
+def _registry(*specs: VendorSpec) -> Mapping[str, VendorSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+VENDORS: Mapping[str, VendorSpec] = _registry(
+    VendorSpec(
+        name="cvat",
         verification="X-Signature-256 HMAC-SHA256 of the raw body; update:job to completed is processed",
+        options=CvatOptions,
         load_processor=_cvat,
-        check=_check_cvat,
     ),
-    "standard": VendorInfo(
+    VendorSpec(
+        name="standard",
         verification="Standard Webhooks HMAC-SHA256 (webhook-id/-timestamp/-signature, ±5 min)",
+        options=StandardOptions,
         load_processor=_standard,
-        check=_check_standard,
     ),
-    "playment": VendorInfo(
+    VendorSpec(
+        name="playment",
         verification="static x-playment-key header or ?token= (constant-time); results via the job API",
+        options=PlaymentOptions,
         load_processor=_playment,
-        check=lambda s: None if s.api_key else "API_KEY is required: results are fetched from Playment's API",
     ),
-    "superai": VendorInfo(
+    VendorSpec(
+        name="superai",
         verification="token in the callback URL (?token= / X-Labelhook-Token), or ECDSA if PUBLIC_KEY is set",
+        options=SuperAIOptions,
         load_processor=_superai,
         needs_secret=False,
-        check=_check_superai,
     ),
-    "techforge": VendorInfo(
+    VendorSpec(
+        name="techforge",
         verification="none: TechForge has no callbacks (hooks answer 404); jobs are polled with the API key",
+        options=TechForgeOptions,
         load_processor=_techforge,
         needs_secret=False,
         polls=True,
-        check=_check_techforge,
     ),
-}
+)

@@ -14,12 +14,15 @@ from receiver.cli.output import print_rows
 if TYPE_CHECKING:
     from processors.queue import Queue
 
+#: Enough to hold every dead letter a real deployment keeps; `dead_letters` has no "all".
+_EVERY = 1_000_000
+
 
 def dead(settings: Settings, args: argparse.Namespace) -> int:
     """`labelhook dead list` and `labelhook dead replay IDS… | --all`."""
 
     async def main() -> int:
-        queue, _ = open_backends(settings)
+        queue, _ = open_backends(settings, existing=True)
         try:
             if args.dead_command == "list":
                 letters = await queue.dead_letters(limit=args.limit)
@@ -35,16 +38,30 @@ def dead(settings: Settings, args: argparse.Namespace) -> int:
                 ]
                 print_rows(rows, args.json)
                 return 0
-            if not args.all and not args.ids:
-                print("labelhook: dead replay needs delivery ids or --all", file=sys.stderr)
+            if args.all == bool(args.ids):
+                print("labelhook: dead replay takes delivery ids or --all (not both)", file=sys.stderr)
                 return 2
-            count = await (replay_all(queue) if args.all else queue.replay(args.ids))
-            print(f"replayed {count} dead letter(s)")
-            return 0 if count or args.all else 1
+            if args.all:
+                count = await replay_all(queue)
+                print(f"replayed {count} dead letter(s)")
+                return 0
+            return await replay_ids(queue, args.ids)
         finally:
             await queue.close()
 
     return asyncio.run(main())
+
+
+async def replay_ids(queue: Queue, ids: list[str]) -> int:
+    """Replay the named dead letters; name every id that is not one, and fail if any was not."""
+    dead_ids = {d.id for d in await queue.dead_letters(limit=_EVERY)}
+    unknown = [i for i in dict.fromkeys(ids) if i not in dead_ids]
+    known = [i for i in dict.fromkeys(ids) if i in dead_ids]
+    count = await queue.replay(known) if known else 0
+    print(f"replayed {count} dead letter(s)")
+    for delivery_id in unknown:
+        print(f"labelhook: no dead letter with id {delivery_id!r}", file=sys.stderr)
+    return 1 if unknown or count < len(known) else 0
 
 
 async def replay_all(queue: Queue, chunk: int = 50) -> int:
@@ -52,9 +69,9 @@ async def replay_all(queue: Queue, chunk: int = 50) -> int:
     sweep once more for any that died meanwhile (or lay beyond what one listing shows)."""
     from receiver.cli.progress import Progress
 
-    ids = [d.id for d in await queue.dead_letters(limit=1_000_000)]
+    ids = [d.id for d in await queue.dead_letters(limit=_EVERY)]
     count = 0
-    with Progress(len(ids), "replaying") as bar:
+    with Progress(len(ids), "replaying", unit="letter") as bar:
         for start in range(0, len(ids), chunk):
             batch = ids[start : start + chunk]
             count += await queue.replay(batch)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from processors.config import Settings
@@ -15,14 +17,27 @@ def decode(settings: Settings, args: argparse.Namespace) -> int:
     from processors.masks.segmentation import decode_command
     from receiver.cli.progress import Progress
 
-    limits: dict[str, Any] = {
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"labelhook decode: --out {out} is not a directory", file=sys.stderr)
+        return 2
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        # A decode into a used folder would leave the old frames beside the new ones.
+        print(
+            f"labelhook decode: --out {out} is not empty; pass --force to replace an earlier decode there",
+            file=sys.stderr,
+        )
+        return 2
+    options: dict[str, Any] = {
         "max_pixels": settings.max_pixels,
         "threads": settings.mask_threads,
         "budget": MemoryBudget.shared(settings.mask_memory_bytes),
+        "replace": args.force,
+        "strict": args.strict,
     }
     if len(args.mask) == 1:
-        code: int = decode_command(args.mask[0], args.result, args.out, **limits)
+        code: int = decode_command(args.mask[0], args.result, args.out, **options)
         return code
-    with Progress(len(args.mask), "decoding") as bar:
-        code = decode_command(args.mask, args.result, args.out, on_frame=bar.advance, **limits)
+    with Progress(len(args.mask), "decoding", unit="frame") as bar:
+        code = decode_command(args.mask, args.result, args.out, on_frame=bar.advance, **options)
     return code

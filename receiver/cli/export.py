@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 def add_parser(sub: Any) -> None:
     """Register the ``export`` subcommand on the CLI's subparsers."""
     # The names only: the export package (numpy, Pillow) loads when the command runs.
-    export = sub.add_parser("export", help="one dataset (COCO, COCO panoptic, VOC) from every finished job")
+    export = sub.add_parser(
+        "export",
+        help="one dataset (COCO, COCO panoptic, VOC) from every finished job",
+        description="Write one dataset (COCO, COCO panoptic or VOC) from every finished job in the store.",
+    )
     export.add_argument(
         "--format",
         required=True,
@@ -50,7 +54,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
 
     def on_total(total: int) -> None:
         nonlocal bar
-        bar = Progress(total, f"export {args.format}").__enter__()
+        bar = Progress(total, f"export {args.format}", unit="job").__enter__()
 
     def on_job(prefix: str) -> None:
         if bar is not None:

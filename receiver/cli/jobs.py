@@ -16,13 +16,18 @@ from receiver.cli.output import print_rows
 log = logging.getLogger("labelhook")
 
 
-def _processor(settings: Settings, name: str) -> Any:
-    from processors.vendors import KNOWN_VENDORS
-
-    source = settings.source(name)
-    if source is None:
+def _check_source(settings: Settings, name: str) -> None:
+    if settings.source(name) is None:
         raise SystemExit(f"labelhook: no source named {name!r} (configured: {', '.join(settings.sources)})")
-    return KNOWN_VENDORS[source.vendor].processor_class()(source, settings)
+
+
+def _processor(settings: Settings, name: str) -> Any:
+    from processors.vendors import VENDORS
+
+    _check_source(settings, name)
+    source = settings.source(name)
+    assert source is not None
+    return VENDORS[source.vendor].processor_class()(source, settings)
 
 
 def submit(settings: Settings, args: argparse.Namespace) -> int:
@@ -50,7 +55,7 @@ def submit(settings: Settings, args: argparse.Namespace) -> int:
     source = processor.source
     submitted = []
     failure = None
-    with Progress(total, f"submitting to {source.name}") as bar:
+    with Progress(total, f"submitting to {source.name}", unit="job") as bar:
         try:
             # Record each job as soon as the vendor accepts it: if job 6 of 10 fails, jobs 1-5 exist at
             # the vendor and must still be polled.
@@ -91,11 +96,12 @@ def poll(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> int:
+        # poll writes to the queue (the worker picks its finds up later): it may be the first to open it.
         queue, store = open_backends(settings)
         book = JobBook(store)
         try:
             todo = [j for j in book.list(args.source) if j.open and not j.enqueued]
-            with Progress(len(todo), f"polling {args.source}") as bar:
+            with Progress(len(todo), f"polling {args.source}", unit="job") as bar:
                 summary = await poll_source(
                     settings, args.source, processor, queue, book, on_job=lambda job: bar.advance(job.job_id)
                 )
@@ -127,8 +133,13 @@ def jobs(settings: Settings, args: argparse.Namespace) -> int:
     from processors.jobs import JobBook
     from processors.store import open_store
 
-    book = JobBook(open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url))
-    records = book.list(args.source)
+    if args.source is not None:
+        _check_source(settings, args.source)
+    store = open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url)
+    records = JobBook(store).list(args.source)
+    if not records:
+        # Say where we looked: an empty answer from the wrong directory or bucket looks like "no jobs".
+        print(f"labelhook: no jobs recorded in {store.describe()} (LABELHOOK_STORE)", file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=2))
         return 0

@@ -1,36 +1,52 @@
-"""Progress for long CLI work: a bar on a terminal, one plain line per item otherwise (logs, CI)."""
+"""Progress for long CLI work: tqdm's bar on a terminal, one plain line per item otherwise (logs, CI).
+
+tqdm (rather than a hand-drawn bar) sizes the bar to the terminal as it is now (`dynamic_ncols`: an
+80-column terminal never wraps an update into a new line), shows rate and ETA, and ends the bar
+with a newline so the command's final message starts on a line of its own.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class Progress:
-    """``with Progress(total, "polling") as bar: bar.advance("job-1")``."""
+    """``with Progress(total, "polling", unit="job") as bar: bar.advance("job-1")``."""
 
-    def __init__(self, total: int, label: str, *, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(self, total: int, label: str, *, unit: str = "item", stream: TextIO | None = None) -> None:
         self.total = max(total, 0)
         self.label = label
         self.stream = stream or sys.stderr
-        self.width = width
         self.done = 0
         self.tty = self.stream.isatty()
+        self._bar: Any = None
+        if self.tty and self.total:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=self.total,
+                desc=label,
+                unit=unit,
+                file=self.stream,
+                dynamic_ncols=True,
+                mininterval=0.1,
+                leave=True,
+            )
 
     def __enter__(self) -> Progress:
         return self
 
     def advance(self, item: str = "") -> None:
         self.done += 1
-        if self.tty:
-            filled = self.width * self.done // self.total if self.total else self.width
-            bar = "#" * filled + "." * (self.width - filled)
-            self.stream.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {item[:40]:<40}")
+        if self._bar is not None:
+            # The item's name is a hint (a path's last part, cut short): the bar keeps most of the width.
+            self._bar.set_postfix_str(item.rsplit("/", 1)[-1][:16], refresh=False)
+            self._bar.update(1)
         else:
             self.stream.write(f"{self.label}: {self.done}/{self.total} {item}\n")
-        self.stream.flush()
+            self.stream.flush()
 
     def __exit__(self, *exc: object) -> None:
-        if self.tty and self.total:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()

@@ -16,14 +16,18 @@ from processors.config import Settings
 
 def add_parser(sub: Any) -> None:
     """Register the `prune` subcommand on the CLI's subparsers."""
-    prune = sub.add_parser("prune", help="apply the queue's retention now; sweep abandoned temp files")
+    prune = sub.add_parser(
+        "prune",
+        help="apply the queue's retention now; sweep abandoned temp files",
+        description="Apply the queue's retention now and sweep abandoned temporaries from the store.",
+    )
     prune.add_argument(
         "--temp-age",
         type=float,
         default=3600.0,
         help="seconds a store temp file must be untouched before it is swept (default 3600)",
     )
-    prune.add_argument("--json", action="store_true")
+    prune.add_argument("--json", action="store_true", help="print what was removed as JSON")
 
 
 def prune(settings: Settings, args: argparse.Namespace) -> int:
@@ -31,7 +35,7 @@ def prune(settings: Settings, args: argparse.Namespace) -> int:
     from receiver.cli.backends import open_backends
 
     async def main() -> dict[str, int]:
-        queue, store = open_backends(settings)
+        queue, store = open_backends(settings, existing=True)  # prune never creates a queue
         try:
             pruned = await queue.prune()
             swept = await asyncio.to_thread(store.sweep_temporary, args.temp_age)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from processors.config import DEMO_SOURCE, Settings
+from processors.vendors.playment.options import PlaymentOptions
 from receiver.cli.backends import open_backends
 
 log = logging.getLogger("labelhook")
@@ -68,6 +69,9 @@ def serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, de
     host = args.host
     port = settings.port if args.port is None else args.port
     background = []
+    # Where this process can reach itself: the demo posts there, the banner names it.
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{'[' + local + ']' if ':' in local else local}:{port}"
     if demo:
         source = settings.source(DEMO_SOURCE)
         if source is None or source.vendor != "standard":
@@ -76,11 +80,15 @@ def serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, de
                 file=sys.stderr,
             )
             return 2
-        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        background.append(lambda: send_samples(f"http://{local}:{port}", source))
+        background.append(lambda: send_samples(url, source))
         sandbox = settings.source(PLAYMENT_SOURCE)
-        if sandbox is not None and sandbox.options.get("sandbox") == "1":
-            background.append(lambda: send_playment_samples(f"http://{local}:{port}", sandbox, store=store))
+        if sandbox is not None and PlaymentOptions.of(sandbox).sandbox:
+            background.append(lambda: send_playment_samples(url, sandbox, store=store))
+    if with_worker:
+        from receiver.cli.banner import announce
+
+        token = getattr(args, "demo_token", None)
+        background.append(lambda: announce(url, settings, store, demo_token=token))
     app = create_app(settings, queue, store, worker=worker, background=background)
     log.info(
         "starting",

@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from processors.delivery import path_segment
+from processors.fleet import OUTCOMES, Fleet
+from processors.history import read_history
 from processors.jobs import JobBook, JobRecord
 from processors.queue import DeliveryRecord, Queue
 from processors.store import Store
@@ -29,10 +31,19 @@ from receiver.errors import BadRequest, NotFound, UnsupportedMedia
 
 Authorize = Callable[..., object]
 STATUSES = ("queued", "leased", "done", "dead")
+#: What the pages call each status; the queue's `leased` and `depth()`'s `in_flight` are one thing.
+STATUS_NAMES = {
+    "queued": "queued",
+    "leased": "in flight",
+    "in_flight": "in flight",
+    "done": "done",
+    "dead": "dead",
+}
 MASK_KINDS = ("semantic", "instances")
 PREVIEW_MAX_SIDE = 1024
 _FRAME = re.compile(r"^masks/(\d+)/semantic\.png$")
 _SCAN = 1000  # delivery-log rows scanned for a filtered listing
+WORKERS_SHOWN_SECONDS = 86400.0
 
 
 def delivery_json(record: DeliveryRecord) -> dict[str, Any]:
@@ -80,20 +91,75 @@ def instance_preview(png: bytes) -> bytes:
 class DashboardData:
     """Read side of the dashboard (plus replay). Store reads are blocking and run in a thread."""
 
-    def __init__(self, queue: Queue, store: Store, sources: Collection[str]) -> None:
+    def __init__(
+        self, queue: Queue, store: Store, sources: Collection[str], fleet: Fleet | None = None
+    ) -> None:
         self.queue = queue
         self.store = store
         self.sources = sorted(sources)
         self.book = JobBook(store)
+        self.fleet = fleet
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Every worker heard from in the last day: its heartbeat and totals, newest first."""
+        if self.fleet is None:
+            return []
+        return [
+            {
+                "worker": w.worker,
+                "heartbeat_at": w.heartbeat_at,
+                "started_at": w.started_at,
+                "stopped_at": w.stopped_at,
+                "in_flight": w.in_flight,
+                "totals": {o: w.total(o) for o in OUTCOMES},
+            }
+            for w in self.fleet.workers(max_age=WORKERS_SHOWN_SECONDS)
+        ]
+
+    async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        """One delivery: its queue record and, when it ever failed, its attempts and body preview."""
+        rows = await self.queue.recent(_SCAN)
+        record = next((r for r in rows if r.id == delivery_id), None)
+        if record is None:  # an old dead letter may lie beyond the recent rows
+            record = next((r for r in await self.queue.dead_letters(_SCAN) if r.id == delivery_id), None)
+        if record is None:
+            return None
+        history = await asyncio.to_thread(read_history, self.store, delivery_id) or {}
+        attempts = [a for a in history.get("attempts", []) if isinstance(a, dict)]
+        return {**delivery_json(record), "history": attempts, "body_preview": history.get("body_preview")}
+
+    async def file(self, source: str, job_id: str, path: str) -> tuple[bytes, str] | None:
+        """A file of a job's output set, by its manifest path: (bytes, content type), or None."""
+        return await asyncio.to_thread(self._file, source, job_id, path)
+
+    def _file(self, source: str, job_id: str, path: str) -> tuple[bytes, str] | None:
+        record = self.book.get(source, job_id)
+        if record is None:
+            return None
+        prefix, manifest = self._manifest(record)
+        if path == MANIFEST and manifest is not None:
+            return json.dumps(manifest, indent=2).encode(), "application/json"
+        listed = {
+            str(f["path"]): str(f.get("content_type") or "application/octet-stream")
+            for f in (manifest or {}).get("files", [])
+            if isinstance(f, dict) and "path" in f
+        }
+        if path not in listed:  # only what the manifest lists: a request never steers a store read
+            return None
+        try:
+            return self.store.get(f"{prefix}/{path}"), listed[path]
+        except KeyError:
+            return None
 
     async def deliveries(
-        self, source: str | None = None, status: str | None = None, limit: int = 100
+        self, source: str | None = None, status: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[dict[str, Any]]:
-        rows = await self.queue.recent(_SCAN if (source or status) else limit)
+        """A page of the delivery log, newest first; filtered pages look at the newest 1000 rows."""
+        rows = await self.queue.recent(_SCAN if (source or status) else min(_SCAN, offset + limit))
         picked = [
             r for r in rows if (not source or r.source == source) and (not status or r.status == status)
         ]
-        return [delivery_json(r) for r in picked[:limit]]
+        return [delivery_json(r) for r in picked[offset : offset + limit]]
 
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         return [delivery_json(r) for r in await self.queue.dead_letters(limit)]
@@ -268,8 +334,21 @@ def api_routes(data: DashboardData, authorize: Authorize) -> list[Route]:
             raise NotFound("no such job", code="unknown_job")
         return JSONResponse(detail)
 
+    async def delivery(request: Request) -> Response:
+        authorize(request)
+        detail = await data.delivery(request.path_params["id"])
+        if detail is None:
+            raise NotFound("no such delivery", code="unknown_delivery")
+        return JSONResponse(detail)
+
+    async def workers(request: Request) -> Response:
+        authorize(request)
+        return JSONResponse(await data.workers())
+
     return [
         Route("/api/deliveries", deliveries, methods=["GET"]),
+        Route("/api/deliveries/{id}", delivery, methods=["GET"]),
+        Route("/api/workers", workers, methods=["GET"]),
         Route("/api/dead-letters", dead, methods=["GET"]),
         Route("/api/replay", replay, methods=["POST"]),
         Route("/api/queue", queue, methods=["GET"]),

@@ -7,26 +7,22 @@ Credentials and CSRF are checked by `receiver.dashboard.auth`; the JSON behind t
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from html import escape
-from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from processors.config import Secret
+from processors.fleet import Fleet
 from processors.queue import Queue
 from processors.store import Store
+from receiver.dashboard import markup, views
 from receiver.dashboard.api import STATUSES, DashboardData, api_routes
 from receiver.dashboard.auth import COOKIE, SESSION_SECONDS, DashboardAuth, check_origin
 from receiver.errors import BadRequest, NotFound
-
-_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
-_CSS = files("receiver.dashboard").joinpath("static/dashboard.css").read_text()
 
 
 async def form_fields(request: Request) -> dict[str, list[str]]:
@@ -36,175 +32,6 @@ async def form_fields(request: Request) -> dict[str, list[str]]:
     return parse_qs((await request.body()).decode("utf-8", "replace"))
 
 
-# -- HTML ----------------------------------------------------------------------------------------
-
-
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)} · labelhook</title>"
-        f"<meta name=viewport content='width=device-width'><style>{_CSS}</style></head><body>"
-        f"<header><a href='/dashboard'>labelhook</a> <span>{escape(title)}</span></header>"
-        f"<main>{body}</main></body></html>"
-    )
-    headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"}
-    headers["Content-Security-Policy"] = "default-src 'self'; style-src 'unsafe-inline'; img-src 'self'"
-    return HTMLResponse(html, status_code=status, headers=headers)
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) if ts else ""
-
-
-def _table(headers: list[str], rows: list[list[str]], empty: str = "nothing yet") -> str:
-    if not rows:
-        return f"<p class=empty>{escape(empty)}</p>"
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _colour(value: Any) -> str:
-    # Legend colours come from the vendor: only a plain #rrggbb goes into a style attribute.
-    return value if isinstance(value, str) and _HEX.match(value) else "#000000"
-
-
-def _job_link(source: str, job: str) -> str:
-    href = f"/dashboard/jobs/{quote(source, safe='')}/{quote(job, safe='')}"
-    return f"<a href='{escape(href)}'>{escape(job)}</a>"
-
-
-def _select(name: str, options: list[str], chosen: str | None) -> str:
-    items = [f"<option value=''>all {name}s</option>"] + [
-        f"<option{' selected' if o == chosen else ''}>{escape(o)}</option>" for o in options
-    ]
-    return f"<select name={name}>{''.join(items)}</select>"
-
-
-def _overview(
-    data: DashboardData,
-    depth: dict[str, int],
-    deliveries: list[dict[str, Any]],
-    dead: list[dict[str, Any]],
-    jobs: list[dict[str, Any]],
-    csrf: str,
-    source: str | None,
-    status: str | None,
-) -> str:
-    depth_html = " ".join(f"<span class=pill>{escape(k)} {v}</span>" for k, v in sorted(depth.items()))
-    filters = (
-        "<form method=get class=filters>"
-        f"{_select('source', data.sources, source)}{_select('status', list(STATUSES), status)}"
-        "<button>filter</button></form>"
-    )
-    delivery_rows = [
-        [
-            escape(d["source"]),
-            f"<span class='status {escape(d['status'])}'>{escape(d['status'])}</span>",
-            _job_link(d["source"], d["job"]),
-            str(d["attempts"]),
-            f"{d['latency_s']:.3f} s",
-            _when(d["received_at"]),
-            escape(d["last_error"] or ""),
-        ]
-        for d in deliveries
-    ]
-    hidden = f"<input type=hidden name=csrf value='{escape(csrf)}'>"
-    dead_rows = [
-        [
-            escape(d["source"]),
-            _job_link(d["source"], d["job"]),
-            str(d["attempts"]),
-            escape(d["last_error"] or ""),
-            _when(d["updated_at"]),
-            f"<form method=post action='/dashboard/replay'>{hidden}"
-            f"<input type=hidden name=id value='{escape(d['id'])}'>"
-            f"<button class=replay data-id='{escape(d['id'])}'>replay</button></form>",
-        ]
-        for d in dead
-    ]
-    replay_all = (
-        f"<form method=post action='/dashboard/replay'>{hidden}<input type=hidden name=all value=1>"
-        "<button>replay all</button></form>"
-        if dead
-        else ""
-    )
-    job_rows = [
-        [
-            escape(j["source"]),
-            _job_link(j["source"], j["job_id"]),
-            escape(j["state"]),
-            escape(j.get("vendor_state") or ""),
-            _when(j["updated_at"]),
-            escape(j.get("output") or ""),
-        ]
-        for j in jobs
-    ]
-    return (
-        f"<section><h2>Queue</h2>{depth_html}</section>"
-        f"<section id=deliveries><h2>Recent deliveries</h2>{filters}"
-        + _table(
-            ["source", "status", "job", "attempts", "latency", "received (UTC)", "last error"],
-            delivery_rows,
-        )
-        + f"</section><section id=dead><h2>Dead letters</h2>{replay_all}"
-        + _table(["source", "job", "attempts", "reason", "since (UTC)", ""], dead_rows, "no dead letters")
-        + "</section><section id=jobs><h2>Jobs</h2>"
-        + _table(["source", "job", "state", "vendor state", "updated (UTC)", "output"], job_rows)
-        + "</section><form method=post action='/dashboard/logout'>"
-        + f"{hidden}<button class=link>log out</button></form>"
-    )
-
-
-def _job_page(source: str, job_id: str, detail: dict[str, Any]) -> str:
-    job = detail["job"]
-    facts = "".join(
-        f"<dt>{escape(k)}</dt><dd>{escape(str(job.get(k) or ''))}</dd>"
-        for k in ("source", "vendor", "project", "state", "vendor_state", "last_delivery", "output", "reason")
-    )
-    file_rows = [
-        [escape(f["path"]), str(f["size"]), escape(f["content_type"] or "")] for f in detail["files"]
-    ]
-    area_rows = [
-        [
-            f"<span class=swatch style='background:{_colour(a['color'])}'></span>{escape(str(a['name']))}",
-            str(a["id"]),
-            f"{a['area']:,}",
-            f"{a['share'] * 100:.1f} %",
-        ]
-        for a in detail["class_areas"]
-    ]
-    warnings = detail["warnings"]
-    warning_items = []
-    for colour, count in (warnings.get("unknown_colors") or {}).items():
-        warning_items.append(f"<li>unknown colour <code>{escape(colour)}</code>: {int(count):,} px</li>")
-    for key in warnings.get("invalid_legend_keys") or []:
-        warning_items.append(f"<li>invalid legend key <code>{escape(str(key))}</code></li>")
-    for key in warnings.get("empty_instances") or []:
-        warning_items.append(f"<li>empty instance <code>{escape(str(key))}</code></li>")
-    warnings_html = f"<ul class=warnings>{''.join(warning_items)}</ul>" if warning_items else "<p>none</p>"
-    frames = []
-    for frame in detail["frames"]:
-        query = {"source": source, "job": job_id, "frame": str(frame)}
-        sem = "/dashboard/mask?" + urlencode({**query, "kind": "semantic"})
-        ins = "/dashboard/mask?" + urlencode({**query, "kind": "instances"})
-        frames.append(
-            f"<figure><figcaption>frame {frame}</figcaption><div class=masks>"
-            f"<img class=semantic alt='semantic mask, frame {frame}' src='{escape(sem)}'>"
-            f"<img class=instances alt='instance mask, frame {frame}' src='{escape(ins)}'></div></figure>"
-        )
-    return (
-        f"<section><dl>{facts}</dl></section>"
-        f"<section id=previews><h2>Masks</h2>{''.join(frames) or _NO_FRAMES}</section>"
-        "<section id=areas><h2>Pixels per class</h2>"
-        + _table(["class", "id", "pixels", "share"], area_rows, "no class areas")
-        + f"</section><section id=warnings><h2>Warnings</h2>{warnings_html}</section>"
-        "<section id=files><h2>Files (manifest)</h2>"
-        + _table(["path", "bytes", "content type"], file_rows, "no manifest yet")
-        + "</section>"
-    )
-
-
-_NO_FRAMES = "<p class=empty>no mask frames</p>"
 _LOGIN_FORM = (
     "<form method=post action='/dashboard/login' class=login><label>Dashboard token "
     "<input type=password name=token autocomplete=current-password autofocus></label>"
@@ -212,30 +39,90 @@ _LOGIN_FORM = (
 )
 
 
-def dashboard_routes(token: Secret, queue: Queue, store: Store, sources: list[str]) -> list[Route]:
+def dashboard_routes(
+    token: Secret, queue: Queue, store: Store, sources: list[str], fleet: Fleet | None = None
+) -> list[Route]:
     """All dashboard and `/api` routes; mount them only when a token is configured."""
     auth = DashboardAuth(token)
-    data = DashboardData(queue, store, sources)
+    data = DashboardData(queue, store, sources, fleet)
 
     async def overview(request: Request) -> Response:
         identity = auth.require(request)
-        source = request.query_params.get("source") or None
-        status = request.query_params.get("status") or None
-        source = source if source in data.sources else None
-        status = status if status in STATUSES else None
-        depth, deliveries, dead, jobs = await _gather(
-            data.depth(), data.deliveries(source, status), data.dead_letters(), data.jobs()
+        q = request.query_params
+        source = q.get("source") or None
+        status = q.get("status") or None
+        page = int(q["page"]) if q.get("page", "").isdigit() and int(q["page"]) < 1000 else 0
+        view: dict[str, Any] = {
+            "source": source if source in data.sources else None,
+            "status": status if status in STATUSES else None,
+            "page": page,
+            "refresh": q.get("refresh", "1") != "0",
+            "replayed": q.get("replayed"),
+            "now": time.time(),
+        }
+        # One row more than a page tells whether an older page exists.
+        view["depth"], view["deliveries"], view["dead"], view["jobs"], view["workers"] = await _gather(
+            data.depth(),
+            data.deliveries(view["source"], view["status"], views.PAGE_SIZE + 1, page * views.PAGE_SIZE),
+            data.dead_letters(),
+            data.jobs(),
+            data.workers(),
         )
-        body = _overview(data, depth, deliveries, dead, jobs, auth.csrf_token(identity), source, status)
-        return _page("dashboard", body)
+        body = views.overview(data, view, auth.csrf_token(identity))
+        return markup.page("dashboard", body, refresh=views.REFRESH_SECONDS if view["refresh"] else None)
+
+    async def delivery_page(request: Request) -> Response:
+        identity = auth.require(request)
+        delivery_id = request.path_params["id"]
+        detail = await data.delivery(delivery_id)
+        if detail is None:
+            return markup.page(
+                "no such delivery", markup.not_found(f"No delivery {delivery_id!r} in the queue's log."), 404
+            )
+        body = views.delivery_page(detail, auth.csrf_token(identity), request.query_params.get("replayed"))
+        return markup.page(
+            f"delivery {delivery_id}", body, refresh=None if detail["status"] == "dead" else 10
+        )
 
     async def job_page(request: Request) -> Response:
         auth.require(request)
         source, job_id = request.path_params["source"], request.path_params["job"]
         detail = await data.job(source, job_id)
         if detail is None:
-            raise NotFound("no such job", code="unknown_job")
-        return _page(f"job {job_id}", _job_page(source, job_id, detail))
+            # A job the job book has not recorded (its delivery never got that far): say so in HTML,
+            # and point at its deliveries, rather than answer an engineer's click with raw JSON.
+            related = [
+                d
+                for d in await data.deliveries(source if source in data.sources else None)
+                if d["job"] == job_id
+            ]
+            links = "".join(
+                f"<li>{markup.delivery_link(d['id'])} {markup.status_html(d['status'])}</li>" for d in related
+            )
+            text = f"No output or record for job {job_id!r} of source {source!r} yet."
+            extra = f"<h2>Its deliveries</h2><ul>{links}</ul>" if links else ""
+            return markup.page(f"job {job_id}", markup.not_found(text) + extra, 404)
+        return markup.page(f"job {job_id}", views.job_page(source, job_id, detail))
+
+    async def file(request: Request) -> Response:
+        auth.require(request)
+        q = request.query_params
+        found = await data.file(q.get("source", ""), q.get("job", ""), q.get("path", ""))
+        if found is None:
+            raise NotFound("no such file in the job's manifest", code="unknown_file")
+        content, content_type = found
+        name = q.get("path", "").rsplit("/", 1)[-1]
+        inline = content_type.startswith("image/png") or content_type in ("application/json", "text/plain")
+        headers = {
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+            # Vendor bytes: never run as a page of ours, whatever they contain.
+            "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+            "Content-Disposition": ("inline" if inline else "attachment") + f'; filename="{quote(name)}"',
+        }
+        # JSON shown as text: a browser renders it as-is, and no type sniffing turns it into HTML.
+        media = "text/plain; charset=utf-8" if content_type == "application/json" else content_type
+        return Response(content, media_type=media, headers=headers)
 
     async def mask(request: Request) -> Response:
         auth.require(request)
@@ -251,17 +138,21 @@ def dashboard_routes(token: Secret, queue: Queue, store: Store, sources: list[st
     async def replay(request: Request) -> Response:
         fields = await form_fields(request)
         auth.require(request, unsafe=True, csrf=(fields.get("csrf") or [""])[0])
-        await data.replay(None if fields.get("all") == ["1"] else fields.get("id") or [])
-        return RedirectResponse("/dashboard#dead", status_code=303)
+        ids = None if fields.get("all") == ["1"] else fields.get("id") or []
+        count = await data.replay(ids)
+        if fields.get("back") == ["delivery"] and ids:
+            target = f"/dashboard/deliveries/{quote(ids[0], safe='')}?replayed={count}"
+            return RedirectResponse(target, status_code=303)
+        return RedirectResponse(f"/dashboard?replayed={count}#dead", status_code=303)
 
     async def login_form(request: Request) -> Response:
-        return _page("log in", _LOGIN_FORM)
+        return markup.page("log in", _LOGIN_FORM)
 
     async def login(request: Request) -> Response:
         check_origin(request)
         fields = await form_fields(request)
         if not auth.check_token((fields.get("token") or [""])[0]):
-            return _page("log in", "<p class=error>wrong token</p>" + _LOGIN_FORM, status=401)
+            return markup.page("log in", "<p class=error>wrong token</p>" + _LOGIN_FORM, status=401)
         response = RedirectResponse("/dashboard", status_code=303)
         response.set_cookie(
             COOKIE,
@@ -288,6 +179,8 @@ def dashboard_routes(token: Secret, queue: Queue, store: Store, sources: list[st
         Route("/dashboard/logout", logout, methods=["POST"]),
         Route("/dashboard/replay", replay, methods=["POST"]),
         Route("/dashboard/mask", mask, methods=["GET"]),
+        Route("/dashboard/file", file, methods=["GET"]),
+        Route("/dashboard/deliveries/{id}", delivery_page, methods=["GET"]),
         Route("/dashboard/jobs/{source}/{job:path}", job_page, methods=["GET"]),
         *api_routes(data, auth.require),
     ]

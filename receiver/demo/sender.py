@@ -19,6 +19,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from processors.config import DEMO_SECRET, DEMO_SOURCE, Settings, SourceConfig, load_settings
+from processors.vendors.playment.options import PlaymentOptions
 
 if TYPE_CHECKING:
     from processors.store import Store
@@ -127,13 +128,13 @@ async def send_playment_samples(
                 source=source.name,
                 vendor=source.vendor,
                 job_id=job_id,
-                project=source.options.get("project_id", ""),
+                project=PlaymentOptions.of(source).project_id or "",
                 state="open",
                 meta={"image_urls": {frame: source.api_url + path for frame, path in paths.items()}},
             )
 
     key = source.secrets[0].reveal()
-    project = source.options.get("project_id", "")
+    project = PlaymentOptions.of(source).project_id or ""
     async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
         if not await _wait_until_up(client, startup_timeout):
             return

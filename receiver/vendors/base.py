@@ -12,7 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from processors.config import Secret, SourceConfig
 from receiver.errors import BadRequest
@@ -50,6 +50,9 @@ class Callback:
 
 class VendorAdapter(ABC):
     """Verifies and interprets callbacks for one configured source."""
+
+    #: The `processors.vendors.VENDORS` name this adapter is the receiver half of.
+    vendor: ClassVar[str]
 
     def __init__(self, source: SourceConfig) -> None:
         self.source = source

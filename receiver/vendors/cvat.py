@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from processors.config import SourceConfig
+from processors.vendors.cvat.options import CvatOptions
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json
 
@@ -28,10 +29,12 @@ SIGNATURE_HEADER = "x-signature-256"
 
 
 class CvatAdapter(VendorAdapter):
+    vendor = "cvat"
+
     def __init__(self, source: SourceConfig) -> None:
         super().__init__(source)
         self._keys = [secret.reveal().encode() for secret in source.secrets]
-        self.complete_on = source.options.get("complete_on", "completed")
+        self.complete_on = CvatOptions.of(source).complete_on
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         header = request.headers.get(SIGNATURE_HEADER, "").strip()

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from processors.polling import completion_key
+from processors.vendors.playment.options import PlaymentOptions
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json, token_matches
 
@@ -22,6 +23,8 @@ FAILED_STATES = frozenset({"failed", "failure", "error", "errored", "rejected", 
 
 
 class PlaymentAdapter(VendorAdapter):
+    vendor = "playment"
+
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         header = request.headers.get(KEY_HEADER)
         token = request.query.get("token")
@@ -41,7 +44,7 @@ class PlaymentAdapter(VendorAdapter):
         job_id = job.get("job_id")
         if job_id is None:
             raise BadRequest("callback has no job_id (or id)", code="malformed_body")
-        project = job.get("project_id") or self.source.options.get("project_id")
+        project = job.get("project_id") or PlaymentOptions.of(self.source).project_id
         if not project:
             raise BadRequest(
                 "callback has no project_id and the source has no PROJECT_ID option", code="malformed_body"

@@ -19,17 +19,18 @@ from datetime import UTC, datetime
 from standardwebhooks.webhooks import Webhook
 
 from processors.config import SourceConfig
+from processors.vendors.standard.options import StandardOptions
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json
 
-DEFAULT_TOLERANCE_SECONDS = 300
-
 
 class StandardAdapter(VendorAdapter):
+    vendor = "standard"
+
     def __init__(self, source: SourceConfig) -> None:
         super().__init__(source)
         self._keys = [_signing_key(secret.reveal()) for secret in source.secrets]
-        self.tolerance = int(source.options.get("tolerance_seconds", DEFAULT_TOLERANCE_SECONDS))
+        self.tolerance = StandardOptions.of(source).tolerance_seconds
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         headers = request.headers

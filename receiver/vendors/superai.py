@@ -21,7 +21,8 @@ from typing import Any
 
 from processors.config import SourceConfig
 from processors.polling import completion_key
-from processors.vendors.superai.processor import DEFAULT_SIGNATURE_HEADER, job_state, load_public_key
+from processors.vendors.superai.options import SuperAIOptions, load_public_key
+from processors.vendors.superai.states import job_state
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json, token_matches
 
@@ -30,11 +31,14 @@ _PROJECT_FIELDS = ("projectId", "project_id", "appId", "app_id", "projectUuid", 
 
 
 class SuperAIAdapter(VendorAdapter):
+    vendor = "superai"
+
     def __init__(self, source: SourceConfig) -> None:
         super().__init__(source)
-        pem = source.options.get("public_key")
+        self.options = SuperAIOptions.of(source)
+        pem = self.options.public_key
         self._public_key = load_public_key(pem) if pem else None
-        self._signature_header = source.options.get("signature_header", DEFAULT_SIGNATURE_HEADER).lower()
+        self._signature_header = self.options.signature_header.lower()
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         if self._public_key is not None:
@@ -155,7 +159,7 @@ class SuperAIAdapter(VendorAdapter):
         )
 
     def _project(self, body: Mapping[str, Any]) -> str:
-        configured = self.source.options.get("project_id") or self.source.options.get("app_id")
+        configured = self.options.app
         if configured:
             return configured
         for key in _PROJECT_FIELDS:

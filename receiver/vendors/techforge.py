@@ -12,6 +12,8 @@ from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter
 
 
 class TechForgeAdapter(VendorAdapter):
+    vendor = "techforge"
+
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         raise NotFound(
             f"source {self.source.name!r} (techforge) takes no callbacks: its jobs are polled",

@@ -2,7 +2,7 @@
 
 processor.py  `CvatProcessor`: fetch a finished job's annotations (or export), render, write outputs
 api.py        `CvatClient`: CVAT's REST API (annotations, export requests, downloads)
-options.py    the source options (export mode, poll interval, timeout) and their checks
+options.py    `CvatOptions`: completion rule, export mode, poll interval, timeout
 shapes.py     CVAT's annotation JSON → per-frame shapes, rendered in CVAT's z-order
 tracks.py     CVAT's track keyframes → the shape on any frame (interpolation, `outside`)
 

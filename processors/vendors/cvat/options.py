@@ -1,8 +1,11 @@
-"""CVAT source options and their start-up check (kept apart so a web process never imports numpy)."""
+"""CVAT source options (kept apart from the processor so a web process never imports numpy)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from processors.vendors.options import VendorOptions
 
 if TYPE_CHECKING:
     from processors.config import SourceConfig
@@ -13,25 +16,28 @@ DEFAULT_EXPORT_POLL_SECONDS = 2.0
 DEFAULT_EXPORT_TIMEOUT_SECONDS = 300.0
 
 
-def check_source(source: SourceConfig) -> str | None:
-    """Start-up check of a CVAT source's options; a one-line problem (prefixed with the key) or None."""
-    options = source.options
-    if not source.api_key:
-        return "API_KEY is required: CVAT results are fetched from its API (Authorization: Token …)"
-    if not source.api_url:
-        return "API_URL is required: the CVAT server, e.g. https://app.cvat.ai"
-    if options.get("complete_on", "completed") not in COMPLETE_ON:
-        return f"COMPLETE_ON must be one of {', '.join(COMPLETE_ON)}"
-    mode = options.get("mode", "annotations")
-    if mode not in MODES:
-        return f"MODE must be one of {', '.join(MODES)}"
-    if mode == "export" and not options.get("export_format"):
-        return "EXPORT_FORMAT is required with MODE=export (a CVAT format name, e.g. 'COCO 1.0')"
-    for key in ("export_poll_seconds", "export_timeout_seconds"):
-        if key in options:
-            try:
-                if float(options[key]) <= 0:
-                    raise ValueError
-            except ValueError:
-                return f"{key.upper()} must be a positive number of seconds"
-    return None
+@dataclass(frozen=True)
+class CvatOptions(VendorOptions):
+    """A CVAT source's ``LABELHOOK_<SOURCE>_*`` options (docs/vendors/cvat.md)."""
+
+    #: Which `update:job` transition means "finished": stage→acceptance, or state→completed.
+    complete_on: str = "completed"
+    #: ``annotations`` (GET the job's annotation JSON) or ``export`` (a CVAT dataset export).
+    mode: str = "annotations"
+    #: The CVAT format name for MODE=export, e.g. ``COCO 1.0``.
+    export_format: str | None = None
+    export_poll_seconds: float = DEFAULT_EXPORT_POLL_SECONDS
+    export_timeout_seconds: float = DEFAULT_EXPORT_TIMEOUT_SECONDS
+
+    def validate(self, source: SourceConfig) -> str | None:
+        if not source.api_key:
+            return "API_KEY is required: CVAT results are fetched from its API (Authorization: Token …)"
+        if not source.api_url:
+            return "API_URL is required: the CVAT server, e.g. https://app.cvat.ai"
+        if self.complete_on not in COMPLETE_ON:
+            return f"COMPLETE_ON must be one of {', '.join(COMPLETE_ON)}, got {self.complete_on!r}"
+        if self.mode not in MODES:
+            return f"MODE must be one of {', '.join(MODES)}, got {self.mode!r}"
+        if self.mode == "export" and not self.export_format:
+            return "EXPORT_FORMAT is required with MODE=export (a CVAT format name, e.g. 'COCO 1.0')"
+        return None

@@ -20,10 +20,10 @@ from processors.errors import Permanent, Retryable
 from processors.masks.decode import FrameMasks, measure_instances
 from processors.masks.labelmap import LabelClass, Labelmap, Segment, normalise_color
 from processors.masks.segmentation import write_frame_masks
-from processors.source_images import SourceImage, fetch_images_enabled, not_fetched, store_image
+from processors.source_images import SourceImage, not_fetched, store_image
 from processors.vendors.base import Processor
 from processors.vendors.cvat.api import CvatClient
-from processors.vendors.cvat.options import DEFAULT_EXPORT_POLL_SECONDS, DEFAULT_EXPORT_TIMEOUT_SECONDS
+from processors.vendors.cvat.options import CvatOptions
 from processors.vendors.cvat.shapes import JobShapes, parse_annotations, render
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class CvatProcessor(Processor):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(source, settings, fetcher=fetcher)
+        self.options = CvatOptions.of(source)
         self._sleep = sleep
         self._clock = clock
 
@@ -58,7 +59,7 @@ class CvatProcessor(Processor):
 
     def process(self, delivery: Delivery, out: JobWriter) -> dict[str, Any]:
         out.write("callback.json", delivery.body, "application/json")
-        if self.source.options.get("mode", "annotations") == "export":
+        if self.options.mode == "export":
             return self._export(delivery.job_id, out)
         return self._annotations(delivery, out)
 
@@ -101,7 +102,7 @@ class CvatProcessor(Processor):
         }
 
     def _source_image(self, client: CvatClient, job_id: str, number: int, out: JobWriter) -> SourceImage:
-        if not fetch_images_enabled(self.source.options):
+        if not self.source.fetch_images:
             return not_fetched(number, "FETCH_IMAGES=0")
         return store_image(number, lambda: client.open_frame(job_id, number), out)
 
@@ -109,10 +110,12 @@ class CvatProcessor(Processor):
 
     def _export(self, job_id: str, out: JobWriter) -> dict[str, Any]:
         client = self.client()
-        options = self.source.options
-        export_format = options["export_format"]
-        interval = float(options.get("export_poll_seconds", DEFAULT_EXPORT_POLL_SECONDS))
-        timeout = float(options.get("export_timeout_seconds", DEFAULT_EXPORT_TIMEOUT_SECONDS))
+        options = self.options
+        if not options.export_format:
+            raise Permanent("CVAT EXPORT_FORMAT must be configured with MODE=export")
+        export_format = options.export_format
+        interval = options.export_poll_seconds
+        timeout = options.export_timeout_seconds
         rq_id = client.start_export(job_id, export_format)
         deadline = self._clock() + timeout
         while True:

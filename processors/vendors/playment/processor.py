@@ -18,9 +18,10 @@ from processors.errors import Permanent, Retryable
 from processors.jobs import JobBook
 from processors.masks.memory import MemoryBudget
 from processors.masks.segmentation import process_segmentation
-from processors.source_images import SourceImage, fetch_images_enabled, not_fetched, store_image
+from processors.source_images import SourceImage, not_fetched, store_image
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.playment.api import DEFAULT_API_URL, PlaymentAPI
+from processors.vendors.playment.options import PlaymentOptions
 from processors.vendors.playment.result import MaskFrame, input_image_urls, plan_result
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 COMPLETED = frozenset({"completed", "complete", "done"})
 FAILED = frozenset({"failed", "failure", "error", "rejected", "cancelled", "canceled"})
-_TRUE = ("1", "true", "yes", "on")
 
 
 class PlaymentProcessor(Processor):
@@ -52,7 +52,8 @@ class PlaymentProcessor(Processor):
         self._post_client = client
         self._api: PlaymentAPI | None = None
         # Off by default: Playment sends its static key header; opt in where it cannot be configured.
-        self.callback_token_in_url = source.options.get("token_in_url", "0").lower() in _TRUE
+        self.options = PlaymentOptions.of(source)
+        self.callback_token_in_url = self.options.token_in_url
 
     @property
     def api(self) -> PlaymentAPI:
@@ -127,7 +128,7 @@ class PlaymentProcessor(Processor):
         """Each frame's image from the job's input: the job object's ``data`` when Playment echoes it,
         else the image URLs `labelhook submit` recorded in the job book (the documented job API
         answers no input). Fetched from the customer's URL through the guard, without the API key."""
-        if not fetch_images_enabled(self.source.options):
+        if not self.source.fetch_images:
             return {f.index: not_fetched(f.index, "FETCH_IMAGES=0") for f in frames}
         urls = input_image_urls(job.get("data"))
         if not urls:
@@ -213,7 +214,7 @@ class PlaymentProcessor(Processor):
         if not isinstance(job, Mapping):
             raise Permanent(f"{where}: must be a JSON object")
         body = dict(job)
-        project = body.pop("project_id", None) or self.source.options.get("project_id")
+        project = body.pop("project_id", None) or self.options.project_id
         if not isinstance(project, str) or not project.strip():
             raise Permanent(
                 f"{where}: project_id is missing (in the job or as LABELHOOK_<SOURCE>_PROJECT_ID)"

@@ -1,1 +1,4 @@
-"""Standard Webhooks sources: the callback itself is the result, stored as `callback.json`."""
+"""Standard Webhooks sources: the callback itself is the result, stored as `callback.json`.
+
+processor.py  `StandardProcessor`   options.py  `StandardOptions` (replay window) and the key check
+"""

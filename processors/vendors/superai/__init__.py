@@ -1,4 +1,5 @@
 """super.AI: token- or ECDSA-verified callbacks; job results fetched from the super.AI API.
 
-processor.py  `SuperAIProcessor`, job states, the public-key check   api.py  `SuperAIClient`
+processor.py  `SuperAIProcessor`   api.py  `SuperAIClient`   states.py  job states
+options.py    `SuperAIOptions` and the public-key check
 """

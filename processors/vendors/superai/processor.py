@@ -22,68 +22,20 @@ from processors.errors import Permanent
 from processors.fetch import HTTPStatusPermanent, redact_url
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.superai.api import DEFAULT_API_URL, SuperAIClient
+from processors.vendors.superai.options import SuperAIOptions
+from processors.vendors.superai.states import job_state
 
 if TYPE_CHECKING:
-    from processors.config import SourceConfig
     from processors.delivery import Delivery
     from processors.jobs import JobRecord
     from processors.store import JobWriter
 
 #: super.AI accepts at most 4 MB of job JSON; checked on the encoded request body before sending.
 MAX_INPUT_BYTES = 4_000_000
-COMPLETED_STATES = frozenset({"completed"})
-#: Final states that are not a success; every other state is "open".
-FAILED_STATES = frozenset({"failed", "canceled", "cancelled", "expired", "rejected", "error", "deleted"})
-DEFAULT_SIGNATURE_HEADER = "x-superai-webhook-signature"
 _MASK_KEYS = ("mask", "maskUrl", "mask_url", "maskPath", "mask_path", "segmentationMask")
 _LEGEND_KEYS = ("legend", "classes", "colors", "colours", "labelMapping", "label_mapping")
 _FRAME_KEYS = ("frame", "frameIndex", "frame_index")
 _EXPIRED_STATUSES = frozenset({400, 403})
-
-
-def job_state(vendor_state: str) -> str:
-    """labelhook's view of a super.AI state: ``completed``, ``failed`` or ``open`` (case-insensitive)."""
-    state = vendor_state.strip().lower()
-    if state in COMPLETED_STATES:
-        return "completed"
-    return "failed" if state in FAILED_STATES else "open"
-
-
-def load_public_key(pem: str) -> Any:
-    """The EC public key of a PEM string (``\\n`` escapes allowed, as env vars often carry them).
-
-    Raises `ValueError` with a one-line reason; `ImportError` without the ``cryptography`` package.
-    """
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    text = pem.replace("\\n", "\n").strip()
-    try:
-        key = load_pem_public_key(text.encode())
-    except (ValueError, TypeError) as exc:
-        raise ValueError("is not a PEM public key") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValueError("is not an ECDSA (elliptic-curve) public key")
-    return key
-
-
-def check_source(source: SourceConfig) -> str | None:
-    """A source needs a token (SECRET) or super.AI's public key (PUBLIC_KEY) that loads."""
-    pem = source.options.get("public_key")
-    if pem:
-        try:
-            load_public_key(pem)
-        except ImportError:
-            return "PUBLIC_KEY needs the 'cryptography' package: pip install 'labelhook[superai-signature]'"
-        except ValueError as exc:
-            return f"PUBLIC_KEY {exc}"
-        return None
-    if not source.secrets:
-        return (
-            f"SECRET is required for source {source.name!r} (the callback URL token), "
-            "or PUBLIC_KEY for signed callbacks: refusing to accept unverified callbacks"
-        )
-    return None
 
 
 @dataclass(frozen=True)
@@ -151,9 +103,9 @@ class SuperAIProcessor(Processor):
         self, api: SuperAIClient, job_id: str, response: Any, frames: list[int], out: JobWriter
     ) -> dict[int, Any]:
         """The job input's image, as frame 0 of a one-frame job (super.AI inputs name one image)."""
-        from processors.source_images import fetch_images_enabled, find_image_url, not_fetched, store_image
+        from processors.source_images import find_image_url, not_fetched, store_image
 
-        if not fetch_images_enabled(self.source.options):
+        if not self.source.fetch_images:
             return {frame: not_fetched(frame, "FETCH_IMAGES=0") for frame in frames}
         if frames != [0]:
             return {
@@ -226,7 +178,8 @@ class SuperAIProcessor(Processor):
     def submit(self, payload: Any, callback_url: str | None) -> list[Submitted]:
         """Create jobs with ``POST /v1/apps/{app_id}/jobs``; INPUT.json is a list of inputs or an object
         with ``inputs`` (or ``inputsFileUrl``) and optional ``metadata``, ``tags`` and other fields."""
-        app_id = self.source.options.get("app_id") or self.source.options.get("project_id")
+        options = SuperAIOptions.of(self.source)
+        app_id = options.app_id or options.project_id
         if not app_id:
             raise Permanent(f"set LABELHOOK_{self._env_name()}_APP_ID (the super.AI project UUID) to submit")
         body = submit_body(payload, callback_url)
@@ -270,13 +223,14 @@ class SuperAIProcessor(Processor):
         except ValueError:
             body = None
         app_id = body.get("appId") if isinstance(body, dict) else None
-        app_id = app_id or self.source.options.get("app_id") or self.source.options.get("project_id")
+        options = SuperAIOptions.of(self.source)
+        app_id = app_id or options.app_id or options.project_id
         if not isinstance(app_id, str) or not app_id:
             raise Permanent("super.AI batch callback has no appId and no APP_ID is configured")
         return app_id
 
     def project_name(self) -> str:
-        return self.source.options.get("project_id") or self.source.options.get("app_id") or self.source.name
+        return SuperAIOptions.of(self.source).app or self.source.name
 
     def _env_name(self) -> str:
         return self.source.name.upper().replace("-", "_")

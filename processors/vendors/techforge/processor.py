@@ -23,6 +23,7 @@ from processors.fetch import HTTPStatusPermanent, make_client, parse_retry_after
 from processors.vendors.base import PollResult, Processor, Submitted
 from processors.vendors.techforge import api
 from processors.vendors.techforge.inputs import validate_jobs
+from processors.vendors.techforge.options import TechForgeOptions
 
 if TYPE_CHECKING:
     from processors.config import Settings, SourceConfig
@@ -31,31 +32,8 @@ if TYPE_CHECKING:
     from processors.jobs import JobRecord
     from processors.store import JobWriter
 
-DEFAULT_CREATE_PATH = "/api/provider/jobs"
-DEFAULT_STATUS_PATH = "/api/jobs-get?uuid={uuid}"
 RECORD_MAX_BYTES = 16 * 1024 * 1024  # a job record is JSON; anything bigger is not one
-_NUMERIC_OPTIONS = ("poll_interval_seconds", "deadline_seconds")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def check_source(source: SourceConfig) -> str | None:
-    """Start-up check: an API key and base URL are required (there is no callback secret to verify)."""
-    if source.api_key is None or not source.api_key.reveal().strip():
-        return "API_KEY is required: TechForge jobs are created and polled with the account's API key"
-    if not source.api_url:
-        return "API_URL is required: the TechForge API base URL, e.g. https://api.example.com"
-    for name in _NUMERIC_OPTIONS:
-        raw = source.options.get(name)
-        if raw is None:
-            continue
-        try:
-            if float(raw) <= 0:
-                raise ValueError
-        except ValueError:
-            return f"{name.upper()} must be a positive number of seconds, got {raw!r}"
-    if "{uuid}" not in source.options.get("status_path", DEFAULT_STATUS_PATH):
-        return "STATUS_PATH must contain {uuid}, where the job's uuid goes"
-    return None
 
 
 class TechForgeProcessor(Processor):
@@ -72,14 +50,15 @@ class TechForgeProcessor(Processor):
         super().__init__(source, settings, fetcher=fetcher)
         self._client = client
         self.base_url = (source.api_url or "").rstrip("/")
-        self.create_path = source.options.get("create_path", DEFAULT_CREATE_PATH)
-        self.status_path = source.options.get("status_path", DEFAULT_STATUS_PATH)
+        self.options = TechForgeOptions.of(source)
+        self.create_path = self.options.create_path
+        self.status_path = self.options.status_path
 
     # --- auth -----------------------------------------------------------------------------------------
 
     def _auth_headers(self) -> dict[str, str]:
         key = self.source.api_key.reveal() if self.source.api_key else ""
-        header = self.source.options.get("auth_header", "").strip().lower()
+        header = self.options.auth_header.strip().lower()
         if header == "authorization":
             return {"Authorization": f"Bearer {key}"}
         if header:

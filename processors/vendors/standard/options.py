@@ -1,0 +1,34 @@
+"""Standard Webhooks source options and the signing-key check."""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from processors.vendors.options import VendorOptions
+
+if TYPE_CHECKING:
+    from processors.config import SourceConfig
+
+DEFAULT_TOLERANCE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class StandardOptions(VendorOptions):
+    """A Standard Webhooks source's ``LABELHOOK_<SOURCE>_*`` options."""
+
+    #: How far `webhook-timestamp` may be from now, either way (replay window), in seconds.
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+
+    def validate(self, source: SourceConfig) -> str | None:
+        """Each secret must be a `whsec_<base64>` (or bare base64) key that `standardwebhooks` accepts."""
+        # Imported here: only a start-up check needs the library's key parser.
+        from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
+
+        for position, secret in enumerate(source.secrets, start=1):
+            try:
+                Webhook(secret.reveal())
+            except (EmptyWebhookSecretError, binascii.Error, ValueError, RuntimeError):
+                return f"SECRET: secret #{position} is not a whsec_<base64> signing key"
+        return None
