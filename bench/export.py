@@ -5,7 +5,9 @@
 
 Makes a store of N finished jobs the way the worker writes them (synthetic 1920x1080 vendor masks
 from bench/decode.py decoded by `process_segmentation`, a 1080p JPEG source image per job, manifest
-last; ``--templates`` distinct masks reused across jobs so that making the store stays quick).
+last; ``--templates`` distinct masks reused across jobs so that making the store stays quick; the
+"cvat" third of the jobs lists the legend in another order, so their label ids differ from the
+dataset's category ids, as they do when vendors' labelmaps differ).
 Then, side by side in one run: a plain file-by-file copy of every job file (shutil, no fsync) and
 (and the same followed by ``sync``, since the export makes its files durable) and
 `export_dataset` into a fresh folder for each format, each export in a child process whose RSS is
@@ -58,8 +60,12 @@ def _photo(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def _template(seed: int, instances: int) -> tuple[dict[str, bytes], bytes]:
+def _template(seed: int, instances: int, reordered: bool = False) -> tuple[dict[str, bytes], bytes]:
+    """One finished job's files. ``reordered``: the vendor's legend lists the same classes in reverse
+    order (another vendor's labelmap), so the job's label ids are not the dataset's category ids."""
     mask, result = synthetic_mask(WIDTH, HEIGHT, instances, seed=seed)
+    if reordered:
+        result["legend"] = dict(reversed(result["legend"].items()))
     files: dict[str, bytes] = {"result.json": json.dumps(result).encode()}
     photo = _photo(seed)
     images = {0: SourceImage(0, "images/0.jpg", WIDTH, HEIGHT, fetched=True)}
@@ -72,11 +78,15 @@ def _template(seed: int, instances: int) -> tuple[dict[str, bytes], bytes]:
 def make_store(root: Path, jobs: int, templates: int, instances: int) -> tuple[int, int]:
     """Write ``jobs`` finished jobs; returns (files, bytes) of their outputs."""
     store = LocalStore(root)
-    made = [_template(seed, instances) for seed in range(templates)]
+    made = {
+        (seed, reordered): _template(seed, instances, reordered)
+        for seed in range(templates)
+        for reordered in (False, True)
+    }
     count = size = 0
     for number in range(jobs):
-        files, _ = made[number % templates]
         vendor = VENDORS[number % len(VENDORS)]
+        files, _ = made[number % templates, vendor == "cvat"]
         out = JobWriter(store, f"{vendor}/project-{number % 7}/job-{number:05d}")
         for name, data in sorted(files.items()):
             out.write(name, data, "image/png" if name.endswith(".png") else "application/octet-stream")

@@ -518,7 +518,7 @@ def test_label_png_reader_and_panoptic_rewrap_agree_with_pillow() -> None:
 
 
 def test_voc_fast_paths_keep_the_pixels() -> None:
-    from processors.export.labelpng import grey16_as_palette, with_palette
+    from processors.export.labelpng import grey16_as_palette, remapped_palette, with_palette
     from processors.masks.png import encode_grey16, encode_palette
 
     rng = np.random.default_rng(5)
@@ -536,6 +536,21 @@ def test_voc_fast_paths_keep_the_pixels() -> None:
     assert recoloured is not None
     image = Image.open(io.BytesIO(recoloured))
     assert np.array_equal(np.asarray(image), labels) and image.getpalette()[3:6] == [1, 2, 3]
+    # Job label ids that are not the dataset's: mapped as bytes, the same as decoding and mapping.
+    lut = [0, 4, 3, 1, 2]
+    palette = [(0, 0, 0), (10, 0, 0), (20, 0, 0), (30, 0, 0), (40, 0, 0)]
+    remapped = remapped_palette(encode_palette(labels, [(0, 0, 0)] * 5), lut, palette)
+    assert remapped is not None
+    image = Image.open(io.BytesIO(remapped))
+    assert np.array_equal(np.asarray(image), np.array(lut, dtype=np.uint8)[labels])
+    assert image.getpalette()[:15] == [c for colour in palette for c in colour]
+    # Background mapped elsewhere too (the rows' filter bytes must stay 0).
+    shifted = remapped_palette(encode_palette(labels, [(0, 0, 0)] * 5), [1, 2, 3, 4, 0], palette)
+    assert shifted is not None
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(shifted))), (labels + 1) % 5)
+    # An index the table does not map, or a PNG that is not palette: no fast path.
+    assert remapped_palette(encode_palette(labels, [(0, 0, 0)] * 5), lut[:4], palette) is None
+    assert remapped_palette(encode_grey16(ids), lut, palette) is None
 
 
 def _with_idat(png: bytes, idat: bytes) -> bytes:

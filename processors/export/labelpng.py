@@ -42,9 +42,9 @@ def read_label_png(data: bytes) -> npt.NDArray[np.uint16]:
     return fast if fast is not None else _read_pillow(data)
 
 
-def _filtered_rows(data: bytes) -> tuple[npt.NDArray[np.uint8], int, int, int, npt.NDArray[np.uint8]] | None:
-    """(rows without their filter byte, width, height, bit depth, filter bytes) of an 8-bit palette/grey
-    or 16-bit grey, non-interlaced PNG; None for anything else."""
+def _inflated(data: bytes) -> tuple[bytearray, int, int, int, int] | None:
+    """(image data inflated: per row its filter byte, then its bytes; width, height, bit depth, colour
+    type) of an 8-bit palette/grey or 16-bit grey, non-interlaced PNG; None for anything else."""
     if not data.startswith(_SIGNATURE) or data[12:16] != b"IHDR":
         return None
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
@@ -60,11 +60,18 @@ def _filtered_rows(data: bytes) -> tuple[npt.NDArray[np.uint8], int, int, int, n
         elif kind == b"IEND":
             break
         pos += 12 + length
-    stride = width * depth // 8
-    raw = _inflate(b"".join(idat), height * (stride + 1))
-    if raw is None:
+    raw = _inflate(b"".join(idat), height * (width * depth // 8 + 1))
+    return None if raw is None else (raw, width, height, depth, colour)
+
+
+def _filtered_rows(data: bytes) -> tuple[npt.NDArray[np.uint8], int, int, int, npt.NDArray[np.uint8]] | None:
+    """(rows without their filter byte, width, height, bit depth, filter bytes) of an 8-bit palette/grey
+    or 16-bit grey, non-interlaced PNG; None for anything else."""
+    inflated = _inflated(data)
+    if inflated is None:
         return None
-    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, stride + 1)
+    raw, width, height, depth, _ = inflated
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, width * depth // 8 + 1)
     return rows[:, 1:], width, height, depth, rows[:, 0]
 
 
@@ -135,6 +142,29 @@ def with_palette(data: bytes, palette: Sequence[tuple[int, int, int]]) -> bytes 
     return None
 
 
+def remapped_palette(
+    data: bytes, lut: Sequence[int], palette: Sequence[tuple[int, int, int]]
+) -> bytes | None:
+    """An 8-bit palette PNG of unfiltered rows (as `processors.masks.png` writes ``semantic.png``)
+    with each index ``i`` replaced by ``lut[i]`` and its colours by ``palette``; None when ``data`` is
+    laid out otherwise or holds an index ``lut`` does not map (the caller decodes it then).
+
+    Filter "None" rows are the pixels themselves, so the inflated bytes go through one
+    ``bytearray.translate`` (the filter bytes are put back to 0 after it) and are deflated again.
+    """
+    inflated = _inflated(data)
+    if inflated is None or inflated[4] != 3 or not 0 < len(lut) <= 256:
+        return None
+    raw, width, height, _, _ = inflated
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, width + 1)
+    if rows[:, 0].any() or int(rows.max(initial=0)) >= len(lut):
+        return None
+    mapped = raw.translate(bytes(lut) + bytes(256 - len(lut)))
+    out = np.frombuffer(mapped, dtype=np.uint8).reshape(height, width + 1)
+    out[:, 0] = 0  # the filter bytes went through the table too
+    return _png_palette(width, height, out, palette)
+
+
 def grey16_as_palette(data: bytes, palette: Sequence[tuple[int, int, int]]) -> bytes | None:
     """A 16-bit grey PNG whose values are all below 256, as an 8-bit palette PNG of the same values,
     without unfiltering: with every high byte zero, the filtered low-byte lane is the filtered 8-bit
@@ -153,9 +183,15 @@ def grey16_as_palette(data: bytes, palette: Sequence[tuple[int, int, int]]) -> b
     out = np.empty((height, width + 1), dtype=np.uint8)
     out[:, 0] = filters
     out[:, 1:] = pairs >> 8
-    idat = _deflate(out)
+    return _png_palette(width, height, out, palette)
+
+
+def _png_palette(
+    width: int, height: int, filtered_rows: npt.NDArray[np.uint8], palette: Sequence[tuple[int, int, int]]
+) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)
     plte = _chunk(b"PLTE", bytes(channel for colour in palette for channel in colour))
+    idat = _deflate(filtered_rows)
     return _SIGNATURE + _chunk(b"IHDR", header) + plte + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
