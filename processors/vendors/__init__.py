@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from processors.vendors.cvat.options import CvatOptions
+from processors.vendors.labelbox.options import LabelboxOptions
+from processors.vendors.labelstudio.options import LabelStudioOptions
 from processors.vendors.options import VendorOptions
 from processors.vendors.playment.options import PlaymentOptions
+from processors.vendors.scale.options import ScaleOptions
 from processors.vendors.standard.options import StandardOptions
 from processors.vendors.superai.options import SuperAIOptions
 from processors.vendors.techforge.options import TechForgeOptions
@@ -32,6 +35,12 @@ def _cvat() -> type[Processor]:
     from processors.vendors.cvat.processor import CvatProcessor
 
     return CvatProcessor
+
+
+def _labelstudio() -> type[Processor]:
+    from processors.vendors.labelstudio.processor import LabelStudioProcessor
+
+    return LabelStudioProcessor
 
 
 def _standard() -> type[Processor]:
@@ -50,6 +59,18 @@ def _superai() -> type[Processor]:
     from processors.vendors.superai.processor import SuperAIProcessor
 
     return SuperAIProcessor
+
+
+def _labelbox() -> type[Processor]:
+    from processors.vendors.labelbox.processor import LabelboxProcessor
+
+    return LabelboxProcessor
+
+
+def _scale() -> type[Processor]:
+    from processors.vendors.scale.processor import ScaleProcessor
+
+    return ScaleProcessor
 
 
 def _techforge() -> type[Processor]:
@@ -92,7 +113,8 @@ VENDORS: Mapping[str, VendorSpec] = _registry(
     ),
     VendorSpec(
         name="standard",
-        verification="Standard Webhooks HMAC-SHA256 (webhook-id/-timestamp/-signature, ±5 min)",
+        verification="Standard Webhooks v1 HMAC-SHA256 (whsec_) or v1a ed25519 (whpk_) "
+        "(webhook-id/-timestamp/-signature, ±5 min)",
         options=StandardOptions,
         load_processor=_standard,
     ),
@@ -110,11 +132,31 @@ VENDORS: Mapping[str, VendorSpec] = _registry(
         needs_secret=False,
     ),
     VendorSpec(
+        name="labelstudio",
+        verification="token in the webhook URL (?token=) or a custom header (constant-time); "
+        "annotations fetched from the API",
+        options=LabelStudioOptions,
+        load_processor=_labelstudio,
+        needs_secret=False,  # LabelStudioOptions.validate asks for it, saying where it goes
+    ),
+    VendorSpec(
         name="techforge",
         verification="none: TechForge has no callbacks (hooks answer 404); jobs are polled with the API key",
         options=TechForgeOptions,
         load_processor=_techforge,
         needs_secret=False,
         polls=True,
+    ),
+    VendorSpec(
+        name="labelbox",
+        verification="X-Hub-Signature-256 / X-Hub-Signature HMAC of the raw body; LABEL_CREATED/UPDATED",
+        options=LabelboxOptions,
+        load_processor=_labelbox,
+    ),
+    VendorSpec(
+        name="scale",
+        verification="static scale-callback-auth header (constant-time); completed tasks are processed",
+        options=ScaleOptions,
+        load_processor=_scale,
     ),
 )

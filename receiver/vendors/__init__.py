@@ -17,7 +17,10 @@ from processors.vendors.base import Processor
 from processors.vendors.options import VendorOptions
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter
 from receiver.vendors.cvat import CvatAdapter
+from receiver.vendors.labelbox import LabelboxAdapter
+from receiver.vendors.labelstudio import LabelStudioAdapter
 from receiver.vendors.playment import PlaymentAdapter
+from receiver.vendors.scale import ScaleAdapter
 from receiver.vendors.standard import StandardAdapter
 from receiver.vendors.superai import SuperAIAdapter
 from receiver.vendors.techforge import TechForgeAdapter
@@ -72,7 +75,16 @@ def derive_registry(
 
 REGISTRY: Mapping[str, Vendor] = derive_registry(
     VENDORS,
-    (CvatAdapter, PlaymentAdapter, StandardAdapter, SuperAIAdapter, TechForgeAdapter),
+    (
+        CvatAdapter,
+        LabelStudioAdapter,
+        PlaymentAdapter,
+        StandardAdapter,
+        SuperAIAdapter,
+        TechForgeAdapter,
+        LabelboxAdapter,
+        ScaleAdapter,
+    ),
 )
 
 __all__ = ["REGISTRY", "Callback", "IncomingRequest", "Vendor", "VendorAdapter", "derive_registry"]

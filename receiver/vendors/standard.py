@@ -1,8 +1,11 @@
 """Standard Webhooks: verify `webhook-id` / `webhook-timestamp` / `webhook-signature` callbacks.
 
-The signature is `v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`; the header may hold several,
-space-separated (the sender rotating keys), and we may hold several keys (us rotating): any pair may
-match. Header parsing, the clock and the error mapping are ours, because the `standardwebhooks`
+Two schemes sign the same content, ``id.timestamp.body``: `v1,<base64 HMAC-SHA256(key, …)>` with a
+`whsec_` secret, and `v1a,<base64 ed25519 signature>` with the sender's `whpk_` public key (the
+asymmetric scheme the spec prefers; the `standardwebhooks` package skips it, so it is verified here
+with `cryptography`). The header may hold several signatures of either scheme, space-separated (the
+sender rotating keys or signing both ways), and we may hold several keys (us rotating): any valid
+pair suffices. Header parsing, the clock and the error mapping are ours, because the `standardwebhooks`
 package's `verify` reads the wall clock and leaks `ValueError` / `binascii.Error` on malformed
 headers. The HMAC is one `hmac.digest` call over the raw bytes (this is the ingest hot path: the
 package's `sign` builds a datetime and re-encodes the body, twice the cost); the package stays the
@@ -19,6 +22,7 @@ from datetime import UTC, datetime
 from standardwebhooks.webhooks import Webhook
 
 from processors.config import SourceConfig
+from processors.vendors.standard.keys import ed25519_valid, split_keys
 from processors.vendors.standard.options import StandardOptions
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json
@@ -29,7 +33,10 @@ class StandardAdapter(VendorAdapter):
 
     def __init__(self, source: SourceConfig) -> None:
         super().__init__(source)
-        self._keys = [_signing_key(secret.reveal()) for secret in source.secrets]
+        # Start-up validated the keys (`StandardOptions.validate`), so this cannot fail here.
+        keys = split_keys(source.secrets)
+        self._keys = [_signing_key(secret) for secret in keys.hmac_secrets]
+        self._public_keys = keys.public_keys
         self.tolerance = StandardOptions.of(source).tolerance_seconds
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
@@ -56,13 +63,21 @@ class StandardAdapter(VendorAdapter):
             raise Unauthorized(
                 f"webhook-timestamp is outside the ±{self.tolerance}s window", code="stale_timestamp"
             )
-        presented = _parse_signatures(signature_header)
+        presented, presented_v1a = _parse_signatures(signature_header)
         signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, request.body)
         matched = False
         for key in self._keys:
             expected = hmac.digest(key, signed, "sha256")
             for candidate in presented:
                 matched |= hmac.compare_digest(expected, candidate)
+        if not matched:
+            # ed25519 verification is public-key work: no secret to leak through timing, so the
+            # first valid signature ends the search.
+            matched = any(
+                ed25519_valid(key, candidate, signed)
+                for key in self._public_keys
+                for candidate in presented_v1a
+            )
         if not matched:
             raise Unauthorized("no signature matches a configured key", code="invalid_signature")
         # Only a verified body is parsed; a correctly signed body that is not JSON (or not UTF-8, which
@@ -84,23 +99,37 @@ def _signing_key(secret: str) -> bytes:
     return key
 
 
-def _parse_signatures(header: str) -> list[bytes]:
-    """The decoded `v1` signatures of a `webhook-signature` header; `BadRequest` if there are none.
+def _parse_signatures(header: str) -> tuple[list[bytes], list[bytes]]:
+    """The decoded `v1` (32-byte HMAC) and `v1a` (64-byte ed25519) signatures of a `webhook-signature`.
 
-    Unknown versions (`v1a,…`) are skipped, as the spec asks, but a header with no parseable `v1`
-    signature at all is malformed rather than merely wrong.
+    Unknown versions are skipped, as the spec asks, and so are entries whose base64 or length is
+    wrong for their scheme; a header with no well-formed signature of either scheme is malformed
+    (`BadRequest`) rather than merely wrong.
     """
-    signatures: list[bytes] = []
+    v1: list[bytes] = []
+    v1a: list[bytes] = []
     for item in header.split(" "):
         version, sep, value = item.partition(",")
-        if not sep or version != "v1":
+        if not sep or version not in _SIGNATURE_BYTES:
             continue
         try:
             decoded = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             continue
-        if len(decoded) == 32:
-            signatures.append(decoded)
-    if not signatures:
-        raise BadRequest("webhook-signature has no well-formed v1 signature", code="malformed_signature")
-    return signatures
+        if len(decoded) == _SIGNATURE_BYTES[version]:
+            (v1 if version == "v1" else v1a).append(decoded)
+    if not (v1 or v1a):
+        raise BadRequest(
+            "webhook-signature has no well-formed v1 or v1a signature", code="malformed_signature"
+        )
+    if len(v1a) > MAX_V1A_SIGNATURES:
+        # Each ed25519 check costs ~0.1 ms of the event loop; a header stuffed with entries must not
+        # buy a sender tens of milliseconds per request. Senders rotate with two or three at most.
+        raise BadRequest(
+            f"webhook-signature has more than {MAX_V1A_SIGNATURES} v1a signatures", code="malformed_signature"
+        )
+    return v1, v1a
+
+
+_SIGNATURE_BYTES = {"v1": 32, "v1a": 64}
+MAX_V1A_SIGNATURES = 8

@@ -22,13 +22,24 @@ class StandardOptions(VendorOptions):
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
 
     def validate(self, source: SourceConfig) -> str | None:
-        """Each secret must be a `whsec_<base64>` (or bare base64) key that `standardwebhooks` accepts."""
+        """Each secret is a `whsec_<base64>` (or bare base64) key that `standardwebhooks` accepts, or a
+        `whpk_<base64>` ed25519 public key (`v1a,` signatures) that `cryptography` loads."""
         # Imported here: only a start-up check needs the library's key parser.
         from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
+        from processors.vendors.standard.keys import INSTALL_HINT, PUBLIC_PREFIX, BadKey, split_keys
+
+        try:
+            split_keys(source.secrets)
+        except BadKey as exc:
+            return f"SECRET: {exc}"
+        except ImportError:
+            return f"SECRET: whpk_ (v1a, ed25519) keys need {INSTALL_HINT}"
         for position, secret in enumerate(source.secrets, start=1):
+            if secret.reveal().startswith(PUBLIC_PREFIX):
+                continue
             try:
                 Webhook(secret.reveal())
             except (EmptyWebhookSecretError, binascii.Error, ValueError, RuntimeError):
-                return f"SECRET: secret #{position} is not a whsec_<base64> signing key"
+                return f"SECRET: secret #{position} is not a whsec_<base64> signing key or a whpk_ public key"
         return None
