@@ -40,8 +40,13 @@ def body_preview(body: bytes, limit: int = PREVIEW_BYTES) -> str:
         text = json.dumps(_mask(json.loads(body)), indent=2, ensure_ascii=False)
     except ValueError:
         text = body[: limit * 2].decode("utf-8", "replace")
-    text = _URL_QUERY.sub(r"\1?(query masked)", text)
+    text = mask_url_queries(text)
     return text if len(text) <= limit else text[:limit] + "\n… (cut)"
+
+
+def mask_url_queries(text: str) -> str:
+    """``text`` with the query string of every http(s) URL in it replaced by ``(query masked)``."""
+    return _URL_QUERY.sub(r"\1?(query masked)", text)
 
 
 def _mask(value: Any) -> Any:

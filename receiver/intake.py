@@ -4,7 +4,8 @@ This is the one hot path of the service: vendors retry when it is slow, and a bu
 completions must be acknowledged fast, and only once durable. It therefore skips what Starlette's
 stack does per request (Request object, router scan, exception-middleware wrappers) and does exactly
 the contract's steps: find the source, cap the body while it streams, check the content type, let the
-vendor adapter verify, enqueue durably (group commit), answer. Every other route, and every other
+vendor adapter verify, record the headers (secrets redacted, `receiver.header_record`), enqueue durably
+(group commit), answer. Every other route, and every other
 method on `/hooks/…` (405), goes to the Starlette app behind it, so both speak the same JSON errors.
 """
 
@@ -31,6 +32,7 @@ from receiver.errors import (
     UnsupportedMedia,
     json_messages,
 )
+from receiver.header_record import HeaderRecorder
 from receiver.vendors import IncomingRequest, VendorAdapter
 
 log = logging.getLogger("labelhook.receiver")
@@ -99,6 +101,8 @@ class Intake:
         self.max_body_bytes = max_body_bytes
         self.clock = clock
         self.new_id = _Ids()
+        # One recorder per source: each knows its adapter's secret headers (a configured token header).
+        self.recorders = {name: HeaderRecorder(a.secret_headers()) for name, a in adapters.items()}
         # Plain ints, read by /metrics at scrape time: no lock on the hot path.
         self.counters = counters if counters is not None else IntakeCounters(adapters)
 
@@ -161,7 +165,8 @@ class Intake:
             received_at=now,
             state=callback.state,
             kind=callback.kind,
-            meta=callback.meta,
+            # After verification: what the delivery page shows of the request, secrets redacted.
+            meta={**callback.meta, "headers": self.recorders[name](headers)},
         )
         try:
             result = await self.queue.enqueue(delivery)

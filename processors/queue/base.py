@@ -174,6 +174,11 @@ class Queue(ABC):
             return Gauges({}, problem=str(exc))
         return Gauges(await self.depth())
 
+    async def stored(self, delivery_id: str) -> Delivery | None:
+        """The delivery as enqueued (head and body) while the queue still keeps it, else None: for the
+        dashboard's delivery page. A backend that cannot look messages up by id (SQS) answers None."""
+        return None
+
     async def prune(self, now: float | None = None) -> Pruned:
         """Apply the retention: drop bodies, then rows, of deliveries finished long enough ago. A
         backend whose store expires messages itself (SQS) has nothing to do."""

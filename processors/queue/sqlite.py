@@ -422,6 +422,21 @@ class SQLiteQueue(Queue):
 
         return await self._run(op)
 
+    async def stored(self, delivery_id: str) -> Delivery | None:
+        await self.index()
+
+        def op(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT payload FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            return bytes(row[0]) if row else None
+
+        payload = await self._run(op)
+        if not payload:  # unknown, or its body dropped by the retention (`prune`)
+            return None
+        try:
+            return Delivery.from_bytes(payload)
+        except (ValueError, TypeError, KeyError):
+            return None  # unreadable record: the delivery page shows what the queue log says
+
     async def replay(self, ids: Sequence[str] | None) -> int:
         await self.index()
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from processors.delivery import path_segment
 from processors.fleet import OUTCOMES, Fleet
-from processors.history import read_history
+from processors.history import body_preview, read_history
 from processors.jobs import JobBook, JobRecord
 from processors.queue import DeliveryRecord, Queue
 from processors.store import Store
@@ -118,7 +118,8 @@ class DashboardData:
         ]
 
     async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
-        """One delivery: its queue record and, when it ever failed, its attempts and body preview."""
+        """One delivery: its queue record, its request headers (secrets redacted at intake), a preview
+        of its body (``body_source`` says where it came from) and, when it ever failed, its attempts."""
         rows = await self.queue.recent(_SCAN)
         record = next((r for r in rows if r.id == delivery_id), None)
         if record is None:  # an old dead letter may lie beyond the recent rows
@@ -127,7 +128,32 @@ class DashboardData:
             return None
         history = await asyncio.to_thread(read_history, self.store, delivery_id) or {}
         attempts = [a for a in history.get("attempts", []) if isinstance(a, dict)]
-        return {**delivery_json(record), "history": attempts, "body_preview": history.get("body_preview")}
+        stored = await self.queue.stored(delivery_id)
+        headers = stored.meta.get("headers") if stored is not None else None
+        preview, origin = None, None
+        if stored is not None:
+            preview, origin = body_preview(stored.body), "queue"
+        else:
+            preview = await asyncio.to_thread(self._job_callback, record.source, record.job_id, delivery_id)
+            origin = "job" if preview is not None else None
+        if preview is None and isinstance(history.get("body_preview"), str):
+            preview, origin = history["body_preview"], "history"
+        return {
+            **delivery_json(record),
+            "history": attempts,
+            "headers": headers if isinstance(headers, dict) else None,
+            "body_preview": preview,
+            "body_source": origin,
+        }
+
+    def _job_callback(self, source: str, job_id: str, delivery_id: str) -> str | None:
+        """A preview of the job's stored ``callback.json`` when this delivery is the one that wrote it
+        (the job book's ``last_delivery``): an older delivery's body may differ from it."""
+        record = self.book.get(source, job_id)
+        if record is None or record.last_delivery != delivery_id:
+            return None
+        found = self._file(source, job_id, "callback.json")
+        return body_preview(found[0]) if found is not None else None
 
     async def file(self, source: str, job_id: str, path: str) -> tuple[bytes, str] | None:
         """A file of a job's output set, by its manifest path: (bytes, content type), or None."""

@@ -6,6 +6,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+from processors.history import mask_url_queries
 from processors.store.base import MANIFEST
 from receiver.dashboard.api import STATUS_NAMES, STATUSES, DashboardData
 from receiver.dashboard.markup import (
@@ -203,21 +204,51 @@ def delivery_page(d: dict[str, Any], csrf: str, replayed: str | None) -> str:
         if d["status"] == "done"
         else "no finished attempt recorded yet"
     )
-    preview = d.get("body_preview")
-    body = (
-        f"<pre class=body>{escape(preview)}</pre><p class=note>Values of secret-looking keys and URL query"
-        " strings are masked.</p>"
-        if preview
-        else "<p class=empty>kept only for deliveries that failed an attempt; a processed callback's"
-        " body is among the job's output files</p>"
-    )
     return (
         flash(replayed)
         + f"<section id=delivery><h2>Delivery <code>{escape(d['id'])}</code></h2><dl>{dl}</dl></section>"
         + replay
         + "<section id=attempts><h2>Attempts</h2>"
         + table(["#", "started (UTC)", "finished (UTC)", "outcome", "reason", "worker"], rows, empty)
-        + f"</section><section id=body><h2>Callback body (preview)</h2>{body}</section>"
+        + f"</section><section id=headers><h2>Request headers</h2>{_headers(d.get('headers'))}</section>"
+        + f"<section id=body><h2>Callback body (preview)</h2>{_body(d)}</section>"
+    )
+
+
+#: Where a delivery page's body preview came from, in the page's words.
+BODY_SOURCES = {
+    "queue": "from the queue, which keeps bodies until the retention period",
+    "job": "from the job's stored callback.json, written by this delivery",
+    "history": "from the delivery's failure history",
+}
+
+
+def _headers(headers: object) -> str:
+    if not isinstance(headers, dict) or not headers:
+        return (
+            "<p class=empty>not recorded: the queue no longer keeps this delivery (retention), it came"
+            " from polling, or it arrived before headers were recorded</p>"
+        )
+    # A header may carry a presigned URL (a referer, a callback URL): its query string is a credential.
+    rows = [[f"<code>{escape(str(k))}</code>", escape(mask_url_queries(str(v)))] for k, v in headers.items()]
+    return table(["header", "value"], rows, "") + (
+        "<p class=note>Values of credential headers (authorization, cookies, signatures, tokens,"
+        " keys and each source's own secret header) were redacted when the callback arrived.</p>"
+    )
+
+
+def _body(d: dict[str, Any]) -> str:
+    preview = d.get("body_preview")
+    if not preview:
+        return (
+            "<p class=empty>no longer kept: the queue dropped it after the retention period and no"
+            " other copy names this delivery; a processed callback's body is among the job's output"
+            " files</p>"
+        )
+    origin = BODY_SOURCES.get(str(d.get("body_source")), "")
+    return (
+        f"<p class=note id=body-source>Preview {escape(origin)}. Values of secret-looking keys and URL"
+        f" query strings are masked.</p><pre class=body>{escape(preview)}</pre>"
     )
 
 

@@ -62,6 +62,11 @@ class VendorAdapter(ABC):
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         """Check authenticity (raise `Unauthorized`) and shape (raise `BadRequest`); never do I/O."""
 
+    def secret_headers(self) -> frozenset[str]:
+        """Header names (lower case) this source reads a secret from: their values are never stored
+        (`receiver.header_record`), whatever their names look like."""
+        return frozenset()
+
 
 def parse_json(body: bytes) -> Any:
     """Parse a verified JSON body; `BadRequest` on anything that is not valid, bounded JSON.

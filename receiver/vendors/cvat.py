@@ -36,6 +36,9 @@ class CvatAdapter(VendorAdapter):
         self._keys = [secret.reveal().encode() for secret in source.secrets]
         self.complete_on = CvatOptions.of(source).complete_on
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({SIGNATURE_HEADER})
+
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         header = request.headers.get(SIGNATURE_HEADER, "").strip()
         if not header:

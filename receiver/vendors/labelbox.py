@@ -45,6 +45,9 @@ class LabelboxAdapter(VendorAdapter):
         self._keys = [secret.reveal().encode() for secret in source.secrets]
         self._project = LabelboxOptions.of(source).project_id
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({SHA256_HEADER, SHA1_HEADER})
+
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         self._check_signature(request)
         body = parse_json(request.body)

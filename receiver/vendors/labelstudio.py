@@ -35,6 +35,9 @@ class LabelStudioAdapter(VendorAdapter):
         super().__init__(source)
         self._header = LabelStudioOptions.of(source).header
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({self._header, "authorization"})
+
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         self._check_token(request)
         body = parse_json(request.body)

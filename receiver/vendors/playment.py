@@ -25,6 +25,9 @@ FAILED_STATES = frozenset({"failed", "failure", "error", "errored", "rejected", 
 class PlaymentAdapter(VendorAdapter):
     vendor = "playment"
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({KEY_HEADER})
+
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         header = request.headers.get(KEY_HEADER)
         token = request.query.get("token")

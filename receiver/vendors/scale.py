@@ -32,6 +32,9 @@ class ScaleAdapter(VendorAdapter):
         super().__init__(source)
         self._project = ScaleOptions.of(source).project
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({AUTH_HEADER})
+
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         given = request.headers.get(AUTH_HEADER)
         if not given:

@@ -39,6 +39,9 @@ class StandardAdapter(VendorAdapter):
         self._public_keys = keys.public_keys
         self.tolerance = StandardOptions.of(source).tolerance_seconds
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({"webhook-signature", "svix-signature"})
+
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         headers = request.headers
         # Svix, the most common Standard Webhooks sender, names the same three headers `svix-*` (its

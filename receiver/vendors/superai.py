@@ -48,6 +48,9 @@ class SuperAIAdapter(VendorAdapter):
         self._public_key = load_public_key(pem) if pem else None
         self._signature_header = self.options.signature_header.lower()
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({TOKEN_HEADER, self._signature_header})
+
     def verify(self, request: IncomingRequest, now: float) -> Callback:
         if self._public_key is None:
             self._check_token(request)
