@@ -1,7 +1,8 @@
 """The on-call path in a real browser (Debian's chromium via Playwright, 127.0.0.1 only).
 
 A dead letter links to its delivery page (status, every attempt with its time, reason and worker,
-the masked body preview, a replay button that confirms); the overview shows workers and their
+the request headers with credentials redacted, the masked body preview and where it came from, a
+replay button that confirms; a delivery processed at once shows headers and body too); the overview shows workers and their
 heartbeat, one name per status, pages of deliveries, and refreshes itself; a job page labels its
 previews, has a legend and links its files. Screenshots are written to the test's tmp dir and, with
 LABELHOOK_SCREENSHOT_DIR set, to that folder (the README's `docs/delivery.png` comes from here).
@@ -79,9 +80,9 @@ def test_dead_letter_to_delivery_page_replay_workers_pages_and_previews(
         body = callback_body(
             "street-0099", flaky=True, result_url="https://cdn.example/r.json?X-Amz-Signature=abc"
         )
-        sent = httpx.post(
-            live.url + "/hooks/acme", content=body, headers=sign(body, "street-0099"), timeout=5
-        )
+        signed = sign(body, "street-0099")
+        extras = {"User-Agent": "Svix-Webhooks/1.24", "X-Request-Id": "req-7f3a", "X-Api-Key": "k-hidden-9"}
+        sent = httpx.post(live.url + "/hooks/acme", content=body, headers={**signed, **extras}, timeout=5)
         dead_id = sent.json()["delivery_id"]
         for i in range(52):  # more than one page of deliveries (50 a page)
             job = f"street-{i:04}"
@@ -134,6 +135,18 @@ def test_dead_letter_to_delivery_page_replay_workers_pages_and_previews(
                 preview = page.locator("pre.body").inner_text()
                 assert "street-0099" in preview and "X-Amz-Signature" not in preview
                 assert "(query masked)" in preview
+                assert "from the queue" in page.locator("#body-source").inner_text()
+                # The request headers, credentials redacted when the callback arrived.
+                shown = dict(
+                    page.eval_on_selector_all(
+                        "#headers tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.innerText))"
+                    )
+                )
+                assert shown["webhook-id"] == "street-0099" and shown["x-request-id"] == "req-7f3a"
+                assert shown["user-agent"] == "Svix-Webhooks/1.24"
+                assert shown["webhook-signature"] == shown["x-api-key"] == "(redacted)"
+                content = page.content()
+                assert signed["webhook-signature"] not in content and "k-hidden-9" not in content
                 _shot(page, tmp_path, "delivery.png")
 
                 # Replay from the delivery page: it confirms, and the delivery goes through.
@@ -145,6 +158,14 @@ def test_dead_letter_to_delivery_page_replay_workers_pages_and_previews(
                 page.reload()
                 assert page.locator("#delivery .status.done").count() == 1
                 assert "processed" in page.locator("#attempts tbody tr").nth(2).inner_text()
+
+                # A delivery processed at its first attempt has its headers and body shown too.
+                page.goto(live.url + "/dashboard?status=done&source=acme")
+                page.locator("#deliveries tr", has_text="street-0050").locator("a").first.click()
+                page.wait_for_url("**/dashboard/deliveries/**")
+                assert page.locator("#headers td", has_text="street-0050").count() == 1  # webhook-id
+                assert '"job_id": "street-0050"' in page.locator("pre.body").inner_text()
+                page.goto(live.url + f"/dashboard/deliveries/{dead_id}")
 
                 # Job page: labelled previews, a legend, file links that open.
                 page.locator("#delivery a", has_text="street-0099").click()
