@@ -5,7 +5,8 @@ the request headers with credentials redacted, the masked body preview and where
 replay button that confirms; a delivery processed at once shows headers and body too); the overview
 shows workers and their heartbeat, one name per status, pages of deliveries, and refreshes itself; a
 job page labels its previews, has a legend and links its files. Screenshots are written to the test's
-tmp dir and, with LABELHOOK_SCREENSHOT_DIR set, to that folder (the README's `docs/delivery.png` comes from here).
+tmp dir and, with LABELHOOK_SCREENSHOT_DIR set, to that folder (the README's `docs/delivery.png`
+comes from here).
 """
 
 from __future__ import annotations
