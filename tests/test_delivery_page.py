@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -69,3 +70,37 @@ def test_a_signed_callbacks_page_shows_its_headers_redacted_and_its_body(make_se
         page = client.get(f"/dashboard/deliveries/{delivery_id}", headers=BEARER).text
         assert "from the job&#x27;s stored callback.json" in page and "job-hdr" in page
         assert "not recorded" in page.split("<section id=headers>", 1)[1]
+
+
+def test_past_the_retention_without_the_jobs_callback_the_preview_comes_from_the_failure_history(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    settings = make_settings(LABELHOOK_DASHBOARD_TOKEN=TOKEN, LABELHOOK_MAX_ATTEMPTS="1")
+    app, _, processor = build(settings)
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=10) as client:
+        # A callback that failed (a dead letter: so a failure history), then replayed and processed.
+        body = callback_body("job-old", fail=True, note="first")
+        sent = client.post("/hooks/acme", content=body, headers=sign(body, "msg-old-1"))
+        delivery_id = sent.json()["delivery_id"]
+        wait_for(lambda: status_of(client, delivery_id) == "dead", what="the dead letter")
+        processor.healed.set()
+        assert client.post("/api/replay", json={"ids": [delivery_id]}, headers=BEARER).json() == {
+            "replayed": 1
+        }
+        wait_for(lambda: status_of(client, delivery_id) == "done", what="the replay processed")
+
+        pruner = open_queue(settings.queue_url, retention=Retention(bodies_seconds=1, rows_seconds=10**7))
+        try:
+            assert asyncio.run(pruner.prune(now=time.time() + 60)).bodies == 1
+        finally:
+            asyncio.run(pruner.close())
+        assert client.get(f"/api/deliveries/{delivery_id}", headers=BEARER).json()["body_source"] == "job"
+
+        # The job's outputs removed (a lifecycle rule, an operator): the history's preview remains.
+        [written] = (tmp_path / "out").glob("standard/acme/msg-old-1/callback.json")
+        written.unlink()
+        detail = client.get(f"/api/deliveries/{delivery_id}", headers=BEARER).json()
+        assert detail["body_source"] == "history"
+        assert json.loads(detail["body_preview"])["data"]["note"] == "first"
+        page = client.get(f"/dashboard/deliveries/{delivery_id}", headers=BEARER).text
+        assert "from the delivery&#x27;s failure history" in page

@@ -205,6 +205,33 @@ class TestSQLiteQueue(QueueContract):
         [lease] = asyncio.run(second())
         assert lease.delivery == d
 
+    def test_stored_returns_the_delivery_with_its_meta_until_the_body_retention(self, tmp_path: Path) -> None:
+        from dataclasses import replace
+
+        from processors.queue.base import Retention
+
+        d = replace(delivery("kept"), meta={"headers": {"user-agent": "Vendor/1", "x-sig": "(redacted)"}})
+
+        async def scenario(q: Queue) -> None:
+            await q.enqueue(d)
+            assert await q.stored(d.id) == d  # indexed on demand: the journal record is found too
+            assert await q.stored("0" * 32) is None
+            [lease] = await q.claim(1, 5, 1)
+            await q.ack(lease)
+            assert await q.stored(d.id) == d  # done, within the retention: still there
+
+        self.run(tmp_path, scenario)
+
+        async def after_retention() -> Delivery | None:
+            q = SQLiteQueue(str(tmp_path / "queue.db"), self.policy, retention=Retention(1, 10**6))
+            try:
+                assert (await q.prune(now=time.time() + 60)).bodies == 1
+                return await q.stored(d.id)
+            finally:
+                await q.close()
+
+        assert asyncio.run(after_retention()) is None
+
     def test_unwritable_location_is_unavailable_not_a_crash(self, tmp_path: Path) -> None:
         blocker = tmp_path / "file"
         blocker.write_text("not a directory")
