@@ -87,6 +87,8 @@ class Worker:
         self.store = store
         self.drain_seconds = drain_seconds
         self._processors: dict[str, Processor] = dict(processors or {})
+        # Processors built here hold this worker's HTTP clients; injected ones are their owner's.
+        self._built: list[Processor] = []
         self.jobs = JobBook(store)
         self._stopping = threading.Event()
         self._wake: asyncio.Event | None = None
@@ -118,10 +120,33 @@ class Worker:
                 raise Permanent(f"source {source_name!r} is no longer configured")
             processor = VENDORS[source.vendor].processor_class()(source, self.settings)
             self._processors[source_name] = processor
+            self._built.append(processor)
         return processor
 
+    def close(self) -> None:
+        """Close the processors (and so the HTTP clients) this worker built; `run` ends with it.
+
+        Idempotent. A processor is built again on the next delivery for its source.
+        """
+        built, self._built = self._built, []
+        for processor in built:
+            if self._processors.get(processor.source.name) is processor:
+                del self._processors[processor.source.name]
+            try:
+                processor.close()
+            except Exception as exc:  # one bad close must not keep the others' sockets open
+                log.warning(
+                    "closing a processor failed", extra={"source": processor.source.name, "error": repr(exc)}
+                )
+
     async def run(self) -> None:
-        """Claim and process until stopped; then drain, release leftovers and return."""
+        """Claim and process until stopped; then drain, release leftovers, close clients and return."""
+        try:
+            await self._run()
+        finally:
+            self.close()
+
+    async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         # After a crash, temporaries of interrupted writes may be left in job folders: sweep them once.

@@ -63,6 +63,8 @@ class Processor(ABC):
         self.source = source
         self.settings = settings
         self._fetcher = fetcher
+        # Only a fetcher built here is closed here: an injected one belongs to whoever passed it.
+        self._owns_fetcher = fetcher is None
 
     @property
     def fetcher(self) -> Fetcher:
@@ -72,6 +74,22 @@ class Processor(ABC):
 
             self._fetcher = Fetcher.from_settings(self.settings)
         return self._fetcher
+
+    def close(self) -> None:
+        """Close the HTTP clients this processor built (its pooled sockets); idempotent.
+
+        Called when the worker or CLI command that made the processor ends. Subclasses holding more
+        clients close them too and call ``super().close()``. A later fetch builds a fresh client.
+        """
+        if self._owns_fetcher and self._fetcher is not None:
+            fetcher, self._fetcher = self._fetcher, None
+            fetcher.close()
+
+    def __enter__(self) -> Processor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def callback_url(self) -> str | None:
         """`LABELHOOK_PUBLIC_URL/hooks/<source>` (with a trailing slash where the vendor's docs demand
