@@ -25,6 +25,7 @@ from processors.errors import Permanent, Retryable
 from processors.fleet import Publisher, WorkerStats, worker_id
 from processors.jobs import JobBook
 from processors.metrics import Metrics
+from processors.output_locks import OutputLocks
 from processors.queue import Lease, Queue, QueueUnavailable
 from processors.store import JobWriter, Store, StoreError, dump_json
 from processors.vendors import VENDORS
@@ -90,6 +91,8 @@ class Worker:
         # Processors built here hold this worker's HTTP clients; injected ones are their owner's.
         self._built: list[Processor] = []
         self.jobs = JobBook(store)
+        #: One delivery at a time per output set in this process (see docs/delivery.md for fleets).
+        self.output_locks = OutputLocks()
         self._stopping = threading.Event()
         self._wake: asyncio.Event | None = None
         #: Deliveries acked (processed, duplicates, progress reports, batches): for tests and the log.
@@ -247,7 +250,8 @@ class Worker:
                 await self._batch(delivery)
                 manifest = None
             else:
-                manifest = await run_in_daemon_thread(self.process, delivery)
+                async with self.output_locks.hold(delivery.output_prefix):
+                    manifest = await run_in_daemon_thread(self.process, delivery)
         except asyncio.CancelledError:
             with contextlib.suppress(QueueUnavailable):
                 await asyncio.shield(self.queue.release(lease))
