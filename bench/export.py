@@ -1,15 +1,21 @@
 """Benchmark: `labelhook export` of N finished 1080p jobs against a plain copy of the same jobs' files.
 
-    .venv/bin/python bench/export.py [--jobs 1000] [--templates 8] [--instances 30]
+    .venv/bin/python bench/export.py [--jobs 1000] [--templates 8] [--instances 30] [--rounds 2]
+                                     [--baseline DIR]
 
 Makes a store of N finished jobs the way the worker writes them (synthetic 1920x1080 vendor masks
 from bench/decode.py decoded by `process_segmentation`, a 1080p JPEG source image per job, manifest
-last; ``--templates`` distinct masks reused across jobs so that making the store stays quick).
+last; ``--templates`` distinct masks reused across jobs so that making the store stays quick; the
+"cvat" third of the jobs lists the legend in another order, so their label ids differ from the
+dataset's category ids, as they do when vendors' labelmaps differ).
 Then, side by side in one run: a plain file-by-file copy of every job file (shutil, no fsync) and
 (and the same followed by ``sync``, since the export makes its files durable) and
 `export_dataset` into a fresh folder for each format, each export in a child process whose RSS is
 sampled as jobs go by (flat memory = the RSS after the last job is that after the first tenth),
-plus a second, incremental run of each export with nothing new.
+plus a second, incremental run of each export with nothing new. ``--rounds`` repeats the
+copy-then-exports loop over every format (the machine is shared: one round's figures are noisy).
+``--baseline DIR`` names another labelhook source tree (e.g. ``git archive main | tar -x -C DIR``)
+whose export runs in the same loop, right before this tree's: before/after figures side by side.
 """
 
 from __future__ import annotations
@@ -54,8 +60,12 @@ def _photo(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def _template(seed: int, instances: int) -> tuple[dict[str, bytes], bytes]:
+def _template(seed: int, instances: int, reordered: bool = False) -> tuple[dict[str, bytes], bytes]:
+    """One finished job's files. ``reordered``: the vendor's legend lists the same classes in reverse
+    order (another vendor's labelmap), so the job's label ids are not the dataset's category ids."""
     mask, result = synthetic_mask(WIDTH, HEIGHT, instances, seed=seed)
+    if reordered:
+        result["legend"] = dict(reversed(result["legend"].items()))
     files: dict[str, bytes] = {"result.json": json.dumps(result).encode()}
     photo = _photo(seed)
     images = {0: SourceImage(0, "images/0.jpg", WIDTH, HEIGHT, fetched=True)}
@@ -68,11 +78,15 @@ def _template(seed: int, instances: int) -> tuple[dict[str, bytes], bytes]:
 def make_store(root: Path, jobs: int, templates: int, instances: int) -> tuple[int, int]:
     """Write ``jobs`` finished jobs; returns (files, bytes) of their outputs."""
     store = LocalStore(root)
-    made = [_template(seed, instances) for seed in range(templates)]
+    made = {
+        (seed, reordered): _template(seed, instances, reordered)
+        for seed in range(templates)
+        for reordered in (False, True)
+    }
     count = size = 0
     for number in range(jobs):
-        files, _ = made[number % templates]
         vendor = VENDORS[number % len(VENDORS)]
+        files, _ = made[number % templates, vendor == "cvat"]
         out = JobWriter(store, f"{vendor}/project-{number % 7}/job-{number:05d}")
         for name, data in sorted(files.items()):
             out.write(name, data, "image/png" if name.endswith(".png") else "application/octet-stream")
@@ -104,6 +118,7 @@ def _rss_mib() -> float:
 
 def child(format_name: str, store: str, out: str) -> None:
     """One export in this process: print its time and RSS samples as JSON."""
+    import processors
     from processors.export import export_dataset
 
     samples: list[float] = []
@@ -132,19 +147,27 @@ def child(format_name: str, store: str, out: str) -> None:
                 "items": report.items,
                 "annotations": report.annotations,
                 "added": len(report.added),
+                "code": str(Path(processors.__file__).resolve().parent.parent),
             }
         )
     )
 
 
-def _run_child(format_name: str, store: Path, out: Path) -> dict[str, Any]:
+def _run_child(format_name: str, store: Path, out: Path, code: Path | None = None) -> dict[str, Any]:
+    """One export in a child process; ``code``: the labelhook tree it imports (default: this one)."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, __file__, "--child", format_name, str(store), str(out)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if code is not None and Path(result["code"]) != code.resolve():
+        raise SystemExit(f"the baseline run imported {result['code']}, not {code}")
     return result
 
 
@@ -155,6 +178,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--templates", type=int, default=8)
     parser.add_argument("--instances", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--baseline", type=Path, help="another labelhook source tree to export with too")
     parser.add_argument("--child", nargs=3, metavar=("FORMAT", "STORE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -171,28 +196,38 @@ def main() -> None:
         plain_copy(root / "store", root / "warm")  # page cache warm for everyone
         shutil.rmtree(root / "warm")
         rows = []
-        for format_name in FORMATS:
-            # Side by side: a copy, then the export, then its rerun, for each format in turn.
-            copied, synced = plain_copy(root / "store", root / f"copy-{format_name}")
-            shutil.rmtree(root / f"copy-{format_name}")
-            first = _run_child(format_name, root / "store", root / f"out-{format_name}")
-            again = _run_child(format_name, root / "store", root / f"out-{format_name}")
-            rows.append((format_name, copied, synced, first, again))
-            shutil.rmtree(root / f"out-{format_name}")
-        copies = [row[1] for row in rows]
+        for round_number in range(1, args.rounds + 1):
+            for format_name in FORMATS:
+                # Side by side: a copy, then the export(s), then the rerun, for each format in turn.
+                copied, synced = plain_copy(root / "store", root / f"copy-{format_name}")
+                shutil.rmtree(root / f"copy-{format_name}")
+                before = None
+                if args.baseline is not None:
+                    before = _run_child(format_name, root / "store", root / "out-before", args.baseline)
+                    shutil.rmtree(root / "out-before")
+                first = _run_child(format_name, root / "store", root / f"out-{format_name}")
+                again = _run_child(format_name, root / "store", root / f"out-{format_name}")
+                rows.append((round_number, format_name, copied, synced, before, first, again))
+                shutil.rmtree(root / f"out-{format_name}")
+                print(f"round {round_number} {format_name}: done", flush=True)
+        copies = [row[2] for row in rows]
         print(f"plain copy of every job file: median {statistics.median(copies):.2f} s")
         print(
-            f"{'format':<14} {'export s':>9} {'copy s':>7} {'ratio':>6} {'copy+sync s':>12} {'ratio':>6} "
-            f"{'rerun s':>8} {'RSS@10% MiB':>12} {'RSS@end MiB':>12} {'items':>6} {'annotations':>11}"
+            f"{'round':>5} {'format':<14} {'export s':>9} {'copy s':>7} {'ratio':>6} {'copy+sync s':>12} "
+            f"{'ratio':>6} {'rerun s':>8} {'RSS@10% MiB':>12} {'RSS@end MiB':>12} {'items':>6} "
+            f"{'annotations':>11}" + (f" {'before s':>9} {'ratio':>6}" if args.baseline else "")
         )
-        for format_name, copied, synced, first, again in rows:
+        for round_number, format_name, copied, synced, before, first, again in rows:
             seconds = first["seconds"]
-            print(
-                f"{format_name:<14} {seconds:>9.2f} {copied:>7.2f} {seconds / copied:>6.2f} "
-                f"{synced:>12.2f} {seconds / synced:>6.2f} {again['seconds']:>8.2f} "
+            line = (
+                f"{round_number:>5} {format_name:<14} {seconds:>9.2f} {copied:>7.2f} "
+                f"{seconds / copied:>6.2f} {synced:>12.2f} {seconds / synced:>6.2f} {again['seconds']:>8.2f} "
                 f"{first['rss_at_tenth']:>12.0f} {first['rss_at_end']:>12.0f} {first['items']:>6} "
                 f"{first['annotations']:>11}"
             )
+            if before is not None:
+                line += f" {before['seconds']:>9.2f} {before['seconds'] / copied:>6.2f}"
+            print(line)
 
 
 if __name__ == "__main__":

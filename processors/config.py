@@ -21,6 +21,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from processors.masks.memory import max_pixels_for
+from processors.origins import split_origin
 from processors.vendors import VENDORS
 from processors.vendors.options import OptionError, VendorOptions, parse_bool, parse_options, parse_seconds
 
@@ -45,6 +46,7 @@ COMMON_OPTIONS = (
     "POLL_INTERVAL_SECONDS",
     "DEADLINE_SECONDS",
     "FETCH_IMAGES",
+    "FETCH_ALLOW",
 )
 #: The settings that are not a source's; never read as one (a source may be called `fetch`).
 GLOBAL_VARIABLES = frozenset(
@@ -123,6 +125,8 @@ class SourceConfig:
     deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
     #: Also fetch and store the job's source images (issue 19).
     fetch_images: bool = True
+    #: ``host:port`` origins this source's fetches may reach past the SSRF guard (`processors.origins`).
+    fetch_allow: tuple[str, ...] = ()
     options: VendorOptions | None = None
 
     @property
@@ -144,6 +148,8 @@ class Settings:
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     max_body_bytes: int = 4 * 1024 * 1024 + 256 * 1024
     fetch_max_bytes: int = 512 * 1024 * 1024
+    #: ``host:port`` origins (LABELHOOK_FETCH_ALLOW_HOSTS) every source may fetch from past the SSRF
+    #: guard; a source's own are in its options (``fetch_allow``) and its API_URL (`fetch_allow_for`).
     fetch_allow_hosts: tuple[str, ...] = ()
     max_attempts: int = 8
     retry_base_seconds: float = 2.0
@@ -163,6 +169,16 @@ class Settings:
 
     def source(self, name: str) -> SourceConfig | None:
         return self.sources.get(name)
+
+
+def _origins(key: str, raw: str | None) -> tuple[str, ...]:
+    entries = _csv(raw)
+    for entry in entries:
+        try:
+            split_origin(entry)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}; a bare host would admit every port on it") from None
+    return tuple(e.lower() for e in entries)
 
 
 def _int(environ: Mapping[str, str], key: str, default: int, *, minimum: int = 0) -> int:
@@ -266,6 +282,7 @@ def _load_source(name: str, variables: Mapping[str, str]) -> SourceConfig:
             ),
             deadline_seconds=_option(variables, "DEADLINE_SECONDS", parse_seconds, DEFAULT_DEADLINE_SECONDS),
             fetch_images=_option(variables, "FETCH_IMAGES", parse_bool, True),
+            fetch_allow=_origins(prefix + "FETCH_ALLOW", variables.get("FETCH_ALLOW")),
         )
         options = parse_options(spec.options, vendor_values, source)
     except OptionError as exc:
@@ -325,15 +342,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "PORT", 8000, minimum=0),
         host=env.get("HOST") or None,
         forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
-        # Connections + requests at once; above it a JSON 503. Bounds buffered bodies to about
-        # 128 × LABELHOOK_MAX_BODY_BYTES (~544 MiB) in the worst case. 0 = unlimited.
+        # Requests in the app at once (idle connections do not count); above it a JSON 503, except
+        # /healthz. Bounds buffered bodies to about 128 × LABELHOOK_MAX_BODY_BYTES. 0 = unlimited.
         limit_concurrency=_int(env, "LABELHOOK_LIMIT_CONCURRENCY", 128, minimum=0) or None,
         queue_url=_url(env, "LABELHOOK_QUEUE", "sqlite:///./var/queue.db", _QUEUE_SCHEMES),
         store_url=_url(env, "LABELHOOK_STORE", "file://./var/out", _STORE_SCHEMES),
         sources=sources,
         max_body_bytes=_int(env, "LABELHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024 + 256 * 1024, minimum=1024),
         fetch_max_bytes=_int(env, "LABELHOOK_FETCH_MAX_BYTES", 512 * 1024 * 1024, minimum=1),
-        fetch_allow_hosts=tuple(h.lower() for h in _csv(env.get("LABELHOOK_FETCH_ALLOW_HOSTS"))),
+        fetch_allow_hosts=_origins("LABELHOOK_FETCH_ALLOW_HOSTS", env.get("LABELHOOK_FETCH_ALLOW_HOSTS")),
         max_attempts=_int(env, "LABELHOOK_MAX_ATTEMPTS", 8, minimum=1),
         retry_base_seconds=_float(env, "LABELHOOK_RETRY_BASE_SECONDS", 2.0),
         retry_max_seconds=_float(env, "LABELHOOK_RETRY_MAX_SECONDS", 600.0),

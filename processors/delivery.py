@@ -6,15 +6,17 @@ backend (SQLite row, SQS message body) carries the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
+import string
 import time
 import uuid
 from dataclasses import dataclass, field, fields
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_SAFE_CHARS = string.ascii_letters + string.digits + "._-"
+MAX_SEGMENT = 200
 _encode_meta = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _HEAD = (
     '{"id":%s,"source":%s,"vendor":%s,"dedupe_key":%s,"job_id":%s,"project":%s,"received_at":%r,'
@@ -28,15 +30,31 @@ def new_delivery_id() -> str:
 
 
 def path_segment(value: str) -> str:
-    """Make a vendor-supplied id safe as one path segment of the output layout.
+    """Make a vendor-supplied id one safe path segment of the output layout, distinct per id.
 
-    Vendor ids are attacker-influenced strings; `..`, `/` or control characters must never steer a
-    write outside the job's prefix. Safe ids pass through unchanged, so layouts stay readable.
+    Vendor ids are attacker-influenced strings: `..`, `/` or control characters must never steer a
+    write outside the job's prefix, and two different ids must never share a folder (`collide:1` and
+    `collide/1` once both became `collide_1`, the second overwriting the first). So the mapping is
+    one-to-one: ids made only of ``A-Z a-z 0-9 . _ -`` pass through unchanged (layouts stay
+    readable); every other byte of the UTF-8 id is escaped as ``~xx`` (lower-case hex; ``~`` itself
+    becomes ``~7e``), as are the whole ids ``.`` and ``..``; the empty id is ``~``. A segment that
+    would be longer than `MAX_SEGMENT` keeps its first 174 characters and ends in ``~~`` plus 24 hex
+    digits of the id's SHA-256 (``~~`` never occurs in an escaped id, so the two forms cannot meet).
     """
-    cleaned = _UNSAFE.sub("_", value.strip())[:200]
-    if cleaned in ("", ".", ".."):
-        cleaned = "_" + cleaned
-    return cleaned
+    if not value:
+        return "~"  # the empty id: a lone ``~`` is never an escape
+    if value not in (".", "..") and len(value) <= MAX_SEGMENT and not value.strip(_SAFE_CHARS):
+        return value
+    head = value if len(value) <= MAX_SEGMENT else value[:MAX_SEGMENT]  # only the kept part is escaped
+    escaped = "".join(
+        chr(b) if chr(b) in _SAFE_CHARS else f"~{b:02x}" for b in head.encode("utf-8", "surrogatepass")
+    )
+    if value in (".", ".."):
+        escaped = escaped.replace(".", "~2e")
+    if len(value) <= MAX_SEGMENT and len(escaped) <= MAX_SEGMENT:
+        return escaped
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"{escaped[: MAX_SEGMENT - 26]}~~{digest}"
 
 
 @dataclass(frozen=True, slots=True)

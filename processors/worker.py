@@ -102,6 +102,9 @@ class Worker:
         self.publisher = Publisher(self.stats, store)
         # The registry `labelhook run` serves; `serve` + `work` export `stats` via the store instead.
         self.metrics = metrics if metrics is not None else Metrics(settings.sources)
+        #: Why `run` ended without being asked to (an exception, or a return while not stopping);
+        #: `/readyz` fails and the CLI exits non-zero on it, so the platform restarts the process.
+        self.failure: str | None = None
 
     def stop(self) -> None:
         """Ask the loop to stop claiming and drain; safe to call from a signal handler or any thread."""
@@ -143,9 +146,21 @@ class Worker:
                 )
 
     async def run(self) -> None:
-        """Claim and process until stopped; then drain, release leftovers, close clients and return."""
+        """Claim and process until stopped; then drain, release leftovers, close clients and return.
+
+        Anything that escapes the loop (no single record can: unreadable or failing records become
+        retries or dead letters) is recorded in `failure` and re-raised: a dead worker must be seen.
+        """
         try:
             await self._run()
+        except asyncio.CancelledError:
+            if not self.stopping:
+                self.failure = "worker task cancelled"
+            raise
+        except BaseException as exc:
+            self.failure = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.critical("worker died", extra={"error": self.failure}, exc_info=True)
+            raise
         finally:
             self.close()
 

@@ -35,10 +35,13 @@ from receiver.intake import Intake
 from receiver.middleware import BodyLimitMiddleware
 from receiver.openapi import openapi_schema
 from receiver.readiness import Readiness
+from receiver.request_limit import RequestLimit
 from receiver.vendors import REGISTRY, VendorAdapter
 
 log = logging.getLogger("labelhook.receiver")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+#: What `/readyz` tells a caller without the dashboard token (once one is set): the verdicts only.
+_CHECKS = ("queue", "store", "worker")
 
 
 def create_app(
@@ -51,10 +54,13 @@ def create_app(
     clock: Callable[[], float] = time.time,
     close_on_shutdown: bool = True,
     metrics: Metrics | None = None,
+    on_worker_death: Callable[[], None] | None = None,
 ) -> ASGIApp:
     """Build the app. ``worker`` (for `labelhook run`) and ``background`` tasks live in the lifespan.
 
     ``metrics`` defaults to the worker's, so one `/metrics` shows intake and worker together.
+    If the hosted worker's task ends on its own, `/readyz` answers 503 from then on and
+    ``on_worker_death`` is called (the CLI stops the server and exits non-zero).
     """
     if metrics is None:
         metrics = worker.metrics if worker is not None else Metrics(settings.sources)
@@ -79,6 +85,16 @@ def create_app(
 
     async def readyz(request: Request) -> Response:
         ok, checks = readiness.report()
+        if worker is not None and worker_done.is_set():
+            ok, checks["worker"] = False, worker.failure or "worker stopped"
+        if metrics_auth is not None and metrics_auth.identify(request) is None:
+            # Same rule as /metrics: with a dashboard token set, queue figures and failure reasons are
+            # for its holders. Probes cannot send a token, so the verdict itself stays open.
+            checks = {
+                name: "ok" if value == "ok" else "failing"
+                for name, value in checks.items()
+                if name in _CHECKS
+            }
         if not ok:
             return JSONResponse({"error": "not_ready", "detail": checks}, status_code=503)
         return JSONResponse({"status": "ready", **checks})
@@ -115,6 +131,20 @@ def create_app(
         log.exception("unhandled error", extra={"path": request.url.path})
         return error_response(500, "internal_error", "internal error")
 
+    worker_done = asyncio.Event()
+
+    def worker_ended(task: asyncio.Task[None]) -> None:
+        worker_done.set()
+        if not task.cancelled():
+            task.exception()  # retrieved here; Worker.run logged it with its traceback
+        if worker is None or worker.stopping:
+            return  # a requested stop (shutdown): not a death
+        if worker.failure is None:
+            worker.failure = "worker task ended" if task.cancelled() else "worker returned while not stopping"
+        log.critical("worker is not running; readiness fails", extra={"error": worker.failure})
+        if on_worker_death is not None:
+            on_worker_death()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await readiness.refresh()  # ready or not, /readyz has an answer from the first request
@@ -122,6 +152,8 @@ def create_app(
         tasks.append(asyncio.create_task(readiness.run()))
         tasks.append(asyncio.create_task(fleet.run()))  # the workers' reports, for /metrics and the dashboard
         worker_task = asyncio.create_task(worker.run()) if worker is not None else None
+        if worker_task is not None:
+            worker_task.add_done_callback(worker_ended)
         try:
             yield
         finally:
@@ -152,7 +184,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    return Intake(
+    intake = Intake(
         app,
         adapters=adapters,
         queue=queue,
@@ -160,3 +192,4 @@ def create_app(
         clock=clock,
         counters=metrics.intake,
     )
+    return RequestLimit(intake, settings.limit_concurrency)

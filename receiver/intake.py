@@ -157,7 +157,7 @@ class Intake:
             dedupe_key=callback.dedupe_key,
             job_id=callback.job_id,
             project=callback.project,
-            body=body,
+            body=body if callback.signed_body is None else callback.signed_body,
             received_at=now,
             state=callback.state,
             kind=callback.kind,

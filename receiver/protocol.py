@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with the limits it lacks: request-head size, request time, JSON errors.
+"""uvicorn's httptools protocol with the limits it lacks: head size, idle and request time, JSON errors.
 
 httptools (llhttp) buffers headers without any bound — 50 MB of headers were accepted and held in
 memory — and a client dribbling bytes keeps a connection (and a `--limit-concurrency` slot) forever,
@@ -8,11 +8,19 @@ because every byte resets uvicorn's keep-alive timer. This subclass adds:
 - a deadline for the whole request to arrive (``request_seconds``): before the head is complete the
   client gets 408; after it, the connection is closed and the app sees a disconnect (the intake then
   stores nothing). The deadline ends when the body is complete, so an enqueue is never interrupted;
-- JSON bodies, in the service's error format, for what uvicorn answers itself: the 400 for an
-  unparsable request and the 503 over `--limit-concurrency` (uvicorn's own are `text/plain`).
+- an idle deadline (``idle_seconds``, 5 s): a connection that has sent nothing since it opened, or
+  since its last response, is closed — uvicorn's keep-alive timer only starts after a first response;
+- a cap on open connections (``max_connections``): past it, a new connection closes the oldest idle
+  ones, so idle sockets can never lock out real requests (nor `/healthz`). Requests themselves are
+  limited in the app (`receiver.request_limit`), not by uvicorn's ``--limit-concurrency``, which
+  counts idle connections as load;
+- a JSON body, in the service's error format, for the 400 uvicorn answers an unparsable request with.
 
-It relies on three uvicorn internals (`send_400_response`, `_start_asgi_task`, the parser callbacks);
-`tests/test_bad_input_matrix.py` pins the behaviour so an upgrade that moves them fails loudly.
+These are limits, not speed-ups: uvicorn has no public setting for a head cap or a request deadline
+under httptools (``h11_max_incomplete_event_size`` exists for h11 only, at a third of the throughput).
+It relies on two uvicorn internals (`send_400_response`, the parser callbacks), so `pyproject.toml`
+pins uvicorn to the tested minor range and `tests/test_bad_input_matrix.py` / `tests/hostile/` pin the
+behaviour so an upgrade that moves them fails loudly.
 """
 
 from __future__ import annotations
@@ -22,13 +30,14 @@ import json
 import weakref
 from typing import Any
 
-from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-from receiver.errors import json_messages
 
 MAX_HEAD_BYTES = 64 * 1024
 REQUEST_SECONDS = 30.0  # the PaaS router's own request timeout: a slower request is already lost
+IDLE_SECONDS = 5.0  # uvicorn's keep-alive default; also for a new connection that sends nothing
+#: Open connections per process before idle ones are closed for new ones (a few fds each under the
+#: default `ulimit -n` of 1024, with room for the queue, store and fetch sockets).
+MAX_CONNECTIONS = 512
 
 
 def _raw_response(status: int, reason: str, code: str, detail: str) -> bytes:
@@ -38,12 +47,6 @@ def _raw_response(status: int, reason: str, code: str, detail: str) -> bytes:
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
-
-
-async def _json_service_unavailable(scope: Any, receive: Any, send: Any) -> None:
-    body = b'{"error":"overloaded","detail":"too many concurrent requests; retry later"}'
-    for message in json_messages(503, body, close=True, headers=((b"retry-after", b"1"),)):
-        await send(message)
 
 
 class _Deadlines:
@@ -71,12 +74,25 @@ class _Deadlines:
 
     def add(self, connection: BoundedHttpTools) -> None:
         self.connections.add(connection)
-        self.interval = min(self.interval, connection.request_seconds / 5)
+        self.interval = min(self.interval, connection.request_seconds / 5, connection.idle_seconds / 5)
+        if len(self.connections) > connection.max_connections:
+            self._evict_idle(len(self.connections) - connection.max_connections, keep=connection)
         if self._timer is None:
             self._timer = self.loop.call_later(self.interval, self._sweep)
 
     def discard(self, connection: BoundedHttpTools) -> None:
         self.connections.discard(connection)
+
+    def _evict_idle(self, count: int, keep: BoundedHttpTools) -> None:
+        """Close up to ``count`` idle connections: kept-alive ones first (uvicorn's keep-alive timer
+        holds them; no deadline here), then new ones, earliest deadline first."""
+        idle = sorted(
+            (c for c in self.connections if c is not keep and c.idle),
+            key=lambda c: c.deadline or 0.0,
+        )
+        for connection in idle[:count]:
+            connection.deadline = None
+            connection.transport.close()
 
     def _sweep(self) -> None:
         self._timer = None
@@ -93,6 +109,8 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     max_head_bytes = MAX_HEAD_BYTES
     request_seconds = REQUEST_SECONDS
+    idle_seconds = IDLE_SECONDS
+    max_connections = MAX_CONNECTIONS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -104,8 +122,8 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._arm(self.idle_seconds)  # not covered by uvicorn's keep-alive timer until a response
         self._deadlines.add(self)
-        self._arm()  # an idle new connection is not yet covered by uvicorn's keep-alive timer
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -132,11 +150,17 @@ class BoundedHttpTools(HttpToolsProtocol):
     def _too_large(self) -> str:
         return f"request line and headers exceed {self.max_head_bytes} bytes"
 
+    @property
+    def idle(self) -> bool:
+        """Between requests: nothing of a next request received, the last response sent."""
+        return (
+            self._in_head and self._chunk_bytes == 0 and (self.cycle is None or self.cycle.response_complete)
+        )
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        if self.deadline is None:
-            self._arm()
+        self._arm(self.request_seconds)  # from the first byte: the whole request, head and body
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -154,19 +178,17 @@ class BoundedHttpTools(HttpToolsProtocol):
         self.transport.write(_raw_response(400, "Bad Request", "bad_request", msg))
         self.transport.close()
 
-    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-        if app is service_unavailable:
-            app = _json_service_unavailable
-        super()._start_asgi_task(cycle, app)
-
-    def _arm(self) -> None:
-        self.deadline = self.loop.time() + self.request_seconds
+    def _arm(self, seconds: float) -> None:
+        self.deadline = self.loop.time() + seconds
 
     def _disarm(self) -> None:
         self.deadline = None
 
     def _timed_out(self) -> None:
         if self.transport is None or self.transport.is_closing():
+            return
+        if self.idle:
+            self.transport.close()  # idle: nothing to answer (uvicorn's keep-alive timeout does the same)
             return
         if self._in_head and (self.cycle is None or self.cycle.response_complete):
             self._reject(

@@ -141,6 +141,12 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float 
         proc.wait()
 
 
+def loopback_origins(url: str) -> str:
+    """LABELHOOK_FETCH_ALLOW_HOSTS for a fake vendor at ``url``: its port on both loopback names."""
+    port = httpx.URL(url).port
+    return f"127.0.0.1:{port},localhost:{port}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

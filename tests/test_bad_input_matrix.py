@@ -176,7 +176,7 @@ HTTP_CASES: list[tuple[str, bytes, int, str]] = [
     ),
     ("signed but not JSON", request(b"{not json", signed(b"{not json")), 400, "malformed_body"),
     ("signed but not UTF-8", request(b'{"a": "\xff"}', signed(b'{"a": "\xff"}')), 400, "malformed_body"),
-    ("signed, 200k levels deep", request(DEEP, signed(DEEP)), 400, "malformed_body"),
+    ("signed, 200k levels deep", request(DEEP, signed(DEEP)), 400, "too_deep"),
     ("empty body", request(b"", signed(b"")), 400, "malformed_body"),
     (
         "wrong content type",
@@ -299,15 +299,20 @@ def test_a_request_that_never_finishes_its_head_gets_408(tmp_path: Path) -> None
 
 
 def test_over_the_concurrency_limit_is_a_json_503(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
+    # Requests being served count; idle connections do not (tests/hostile/test_idle_connections.py).
+    settings = _settings(tmp_path, LABELHOOK_LIMIT_CONCURRENCY="2")
     app = create_app(settings, open_queue(settings.queue_url), open_store(settings.store_url))
-    with LiveServer(app, http=BoundedHttpTools, limit_concurrency=2) as server:
-        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    with LiveServer(app, http=BoundedHttpTools) as server:
+        # Two requests in the app, each waiting for the rest of its body.
+        slow = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
         try:
-            time.sleep(0.2)
+            for sock in slow:
+                sock.sendall(request(BODY, signed(BODY))[:-10])
+            time.sleep(0.3)
             status, headers, body = exchange(server.port, request(BODY, signed(BODY)))
+            assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200  # never limited
         finally:
-            for s in idle:
+            for s in slow:
                 s.close()
         assert status == 503
         assert headers["content-type"] == "application/json" and headers.get("retry-after") == "1"
@@ -466,7 +471,7 @@ def test_no_configured_secret_appears_in_logs_responses_or_schema(tmp_path: Path
         LABELHOOK_SOURCES="acme,superai",
         LABELHOOK_SUPERAI_SECRET=TOKEN,
         LABELHOOK_SUPERAI_API_KEY=API_KEY,
-        LABELHOOK_FETCH_ALLOW_HOSTS="127.0.0.1",
+        LABELHOOK_FETCH_ALLOW_HOSTS="127.0.0.1:9",
         LABELHOOK_MAX_ATTEMPTS="2",
         LABELHOOK_RETRY_BASE_SECONDS="0.05",
         LABELHOOK_DASHBOARD_TOKEN="dash-TOKEN-0a1b2c",

@@ -36,7 +36,7 @@ from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors import IncomingRequest
 from receiver.vendors.cvat import CvatAdapter
 from tests.fakes.cvat import FakeCvat, FakeCvatJob, build_app, frame_jpeg
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 
 # pycocotools' Cython decode trips numpy 2's __array__(copy=) deprecation; that is its issue, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -282,7 +282,7 @@ def service(make_settings: Any, api_url: str, **env: str) -> LiveServer:
         "LABELHOOK_CVAT_SECRET": SECRET,
         "LABELHOOK_CVAT_API_KEY": "cvat-test-token",
         "LABELHOOK_CVAT_API_URL": api_url,
-        "LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "LABELHOOK_FETCH_ALLOW_HOSTS": loopback_origins(api_url),
         "LABELHOOK_MAX_ATTEMPTS": "3",
     }
     settings = make_settings(**{**base, **env})
@@ -495,7 +495,10 @@ def test_export_result_url_on_another_origin_gets_no_token(
     with LiveServer(foreign) as other:  # same host, another port: another origin
         cvat.export.result_origin = other.url
         body = webhook(job_object())
-        with service(make_settings, api.url, LABELHOOK_CVAT_EXPORT_POLL_SECONDS="0.05", **export) as live:
+        # The other origin must be allow-listed (host:port) for this source, or the guard refuses it.
+        allow = {"LABELHOOK_CVAT_FETCH_ALLOW": loopback_origins(other.url)}
+        poll = {"LABELHOOK_CVAT_EXPORT_POLL_SECONDS": "0.05"}
+        with service(make_settings, api.url, **poll, **allow, **export) as live:
             assert post(live.url, body, signed(body)).status_code == 202
             archive = tmp_path / "out" / "cvat" / "3" / "42" / "media" / "job-42-coco-1.0.zip"
             wait_for(lambda: (archive.parent.parent / "manifest.json").exists(), what="manifest")

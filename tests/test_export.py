@@ -518,7 +518,7 @@ def test_label_png_reader_and_panoptic_rewrap_agree_with_pillow() -> None:
 
 
 def test_voc_fast_paths_keep_the_pixels() -> None:
-    from processors.export.labelpng import grey16_as_palette, with_palette
+    from processors.export.labelpng import grey16_as_palette, remapped_palette, with_palette
     from processors.masks.png import encode_grey16, encode_palette
 
     rng = np.random.default_rng(5)
@@ -536,3 +536,61 @@ def test_voc_fast_paths_keep_the_pixels() -> None:
     assert recoloured is not None
     image = Image.open(io.BytesIO(recoloured))
     assert np.array_equal(np.asarray(image), labels) and image.getpalette()[3:6] == [1, 2, 3]
+    # Job label ids that are not the dataset's: mapped as bytes, the same as decoding and mapping.
+    lut = [0, 4, 3, 1, 2]
+    palette = [(0, 0, 0), (10, 0, 0), (20, 0, 0), (30, 0, 0), (40, 0, 0)]
+    remapped = remapped_palette(encode_palette(labels, [(0, 0, 0)] * 5), lut, palette)
+    assert remapped is not None
+    image = Image.open(io.BytesIO(remapped))
+    assert np.array_equal(np.asarray(image), np.array(lut, dtype=np.uint8)[labels])
+    assert image.getpalette()[:15] == [c for colour in palette for c in colour]
+    # Background mapped elsewhere too (the rows' filter bytes must stay 0).
+    shifted = remapped_palette(encode_palette(labels, [(0, 0, 0)] * 5), [1, 2, 3, 4, 0], palette)
+    assert shifted is not None
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(shifted))), (labels + 1) % 5)
+    # An index the table does not map, or a PNG that is not palette: no fast path.
+    assert remapped_palette(encode_palette(labels, [(0, 0, 0)] * 5), lut[:4], palette) is None
+    assert remapped_palette(encode_grey16(ids), lut, palette) is None
+
+
+def _with_idat(png: bytes, idat: bytes) -> bytes:
+    """``png`` with its image data replaced by ``idat`` (one IDAT chunk, valid CRC)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    header_end = 8 + 12 + 13  # signature, IHDR
+    return png[:header_end] + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_label_pngs_with_a_short_long_or_corrupt_stream_take_no_fast_path() -> None:
+    import zlib
+
+    from processors.export.labelpng import (
+        LabelPngError,
+        grey16_as_palette,
+        grey16_to_panoptic_rgb,
+        read_label_png,
+    )
+    from processors.masks.png import encode_grey16
+
+    ids = np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) % 200
+    good = encode_grey16(ids)
+    rows = np.zeros((30, 81), dtype=np.uint8)  # filter None, all zero: a valid frame's worth
+    short = _with_idat(good, zlib.compress(rows[:-1].tobytes()))
+    # A stream that inflates far past the frame (a "bomb"): refused, not inflated into memory.
+    long = _with_idat(good, zlib.compress(bytes(50_000_000), 9))
+    corrupt = _with_idat(good, zlib.compress(rows.tobytes())[:-9] + b"\x00" * 9)
+    for bad in (short, long, corrupt):
+        assert grey16_to_panoptic_rgb(bad) is None
+        assert grey16_as_palette(bad, [(0, 0, 0)]) is None
+    with pytest.raises(LabelPngError):
+        read_label_png(corrupt)  # Pillow, the fallback, refuses it too
+    # Pillow inflates only the frame's worth of the long one and ignores the rest.
+    assert read_label_png(long).shape == (30, 40)
+    # The fast paths are pure functions of the input: a re-run writes identical bytes.
+    assert grey16_to_panoptic_rgb(good) == grey16_to_panoptic_rgb(encode_grey16(ids))
+    assert grey16_as_palette(good, [(0, 0, 0)]) == grey16_as_palette(good, [(0, 0, 0)])

@@ -52,6 +52,7 @@ from tests.support import (
     enqueue_deliveries,
     free_port,
     labelhook,
+    loopback_origins,
     queue_rows,
     sign,
     wait_for,
@@ -211,8 +212,10 @@ def test_vendor_429_and_5xx_are_retried_4xx_is_not(
     make_settings: Any, tmp_path: Path, script: list[int], outcome: str, claims: int
 ) -> None:
     [item] = _enqueue(tmp_path / "queue.db", 1, "v-")
-    settings = make_settings(LABELHOOK_FETCH_ALLOW_HOSTS="127.0.0.1", LABELHOOK_MAX_ATTEMPTS="4")
     with ScriptedServer(script, body=b'{"labels": [1, 2, 3]}') as vendor:
+        settings = make_settings(
+            LABELHOOK_FETCH_ALLOW_HOSTS=loopback_origins(vendor.url), LABELHOOK_MAX_ATTEMPTS="4"
+        )
         queue = SQLiteQueue(str(tmp_path / "queue.db"), RetryPolicy(4, 0.02, 0.1), poll_seconds=0.02)
         processor = FetchingProcessor(settings, vendor.url)
         worker = Worker(settings, queue, open_store(settings.store_url), processors={"acme": processor})

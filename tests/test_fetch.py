@@ -172,6 +172,9 @@ def build_app(received: list[tuple[str, dict[str, str]]]) -> Starlette:
     )
 
 
+_LIVE_PORT: list[int] = []
+
+
 class Server:
     def __init__(self, live: LiveServer, received: list[tuple[str, dict[str, str]]]) -> None:
         self.port = live.port
@@ -184,6 +187,7 @@ class Server:
 def live() -> Iterator[Server]:
     received: list[tuple[str, dict[str, str]]] = []
     with LiveServer(build_app(received)) as server:
+        _LIVE_PORT[:] = [server.port]
         yield Server(server, received)
 
 
@@ -238,12 +242,14 @@ def make_fetcher(
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     deadline: float = 30.0,
 ) -> Fetcher:
-    settings = Settings(fetch_allow_hosts=allow, fetch_max_bytes=max_bytes)
+    # ``{port}`` in an entry is the module's live server port (allow-list entries are host:port).
+    ports = {"port": _LIVE_PORT[0]} if _LIVE_PORT else {"port": 0}
+    settings = Settings(fetch_allow_hosts=tuple(a.format(**ports) for a in allow), fetch_max_bytes=max_bytes)
     client = make_client(settings, transport=transport, resolver=resolver or FakeDNS(), timeout=timeout)
     return Fetcher(client, max_bytes=settings.fetch_max_bytes, deadline=deadline)
 
 
-LOCAL = ("127.0.0.1", "localhost")
+LOCAL = ("127.0.0.1:{port}", "localhost:{port}")
 
 
 class RecordingSink(io.BytesIO):
@@ -322,7 +328,7 @@ def test_close_delimited_body_over_the_cap_fails() -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        with make_fetcher("127.0.0.1", max_bytes=100_000) as fetcher, pytest.raises(Permanent) as err:
+        with make_fetcher(f"127.0.0.1:{port}", max_bytes=100_000) as fetcher, pytest.raises(Permanent) as err:
             fetcher.download(f"http://127.0.0.1:{port}/unframed", io.BytesIO())
         assert "exceeds LABELHOOK_FETCH_MAX_BYTES (100000 bytes)" in err.value.reason
     finally:
@@ -337,7 +343,7 @@ def test_a_lying_content_length_is_not_trusted() -> None:
 
     liar = httpx.MockTransport(handler)
     with (
-        make_fetcher("liar.test", transport=liar, max_bytes=50_000) as fetcher,
+        make_fetcher("liar.test:80", transport=liar, max_bytes=50_000) as fetcher,
         pytest.raises(Permanent, match="exceeds LABELHOOK_FETCH_MAX_BYTES"),
     ):
         fetcher.download("http://liar.test/file", io.BytesIO())
@@ -457,8 +463,9 @@ def test_total_deadline_is_retryable(server: Server) -> None:
 
 
 def test_connection_refused_is_retryable() -> None:
-    with make_fetcher(*LOCAL) as fetcher, pytest.raises(Retryable, match="ConnectError"):
-        fetcher.get_json(f"http://127.0.0.1:{free_port()}/json")
+    port = free_port()
+    with make_fetcher(f"127.0.0.1:{port}") as fetcher, pytest.raises(Retryable, match="ConnectError"):
+        fetcher.get_json(f"http://127.0.0.1:{port}/json")
 
 
 def test_dns_failure_is_retryable() -> None:
@@ -568,7 +575,7 @@ def test_allow_list_is_exact_and_allow_listed_names_skip_the_check() -> None:
         return httpx.Response(200, json={"ok": True})
 
     dns = FakeDNS({name: ["10.0.0.7"] for name in ("cvat.corp.evil.test", "evilcvat.corp", "cvat.corp")})
-    with make_fetcher("cvat.corp", transport=httpx.MockTransport(cvat), resolver=dns) as fetcher:
+    with make_fetcher("cvat.corp:80", transport=httpx.MockTransport(cvat), resolver=dns) as fetcher:
         assert fetcher.get_json("http://CVAT.corp/api/jobs/1/annotations/") == {"ok": True}
         assert dns.calls == [] and seen[0].url.host == "cvat.corp"
         for url in ("https://cvat.corp.evil.test/", "https://evilcvat.corp/", "http://cvat.corp.evil.test/"):
@@ -585,7 +592,9 @@ def test_an_allow_listed_address_admits_names_resolving_to_it_over_https_only() 
         return httpx.Response(200, json={"ok": True})
 
     dns = FakeDNS({"cvat.corp": ["10.0.0.7"], "twin.corp": ["10.0.0.7", "10.0.0.8"]})
-    with make_fetcher("10.0.0.7", transport=httpx.MockTransport(cvat), resolver=dns) as fetcher:
+    with make_fetcher(
+        "10.0.0.7:443", "10.0.0.7:80", transport=httpx.MockTransport(cvat), resolver=dns
+    ) as fetcher:
         assert fetcher.get_json("https://cvat.corp/api") == {"ok": True}
         assert fetcher.get_json("http://10.0.0.7/api") == {"ok": True}
         with pytest.raises(Permanent, match="http is only allowed"):
@@ -709,7 +718,7 @@ def test_pinned_https_uses_the_name_for_sni_and_the_certificate(tls_files: tuple
         verify = ssl.create_default_context(cafile=str(ca_pem))
         dns = FakeDNS({"vendor.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
         inner = Tripwire(httpx.HTTPTransport(verify=verify))
-        with make_fetcher("127.0.0.1", transport=inner, resolver=dns) as fetcher:
+        with make_fetcher(f"127.0.0.1:{live.port}", transport=inner, resolver=dns) as fetcher:
             answer = fetcher.get_json(f"https://vendor.test:{live.port}/json")
             assert answer == {"ok": True, "host": f"vendor.test:{live.port}"}
             assert [r.url.host for r in inner.seen] == ["127.0.0.1"]

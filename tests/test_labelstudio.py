@@ -36,7 +36,7 @@ from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors import IncomingRequest
 from receiver.vendors.labelstudio import LabelStudioAdapter
 from tests.fakes.labelstudio import FakeLabelStudio, build_app, make_jwt
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 from tests.test_labelstudio_masks import inside, load, reference_decode
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -236,7 +236,7 @@ def service(make_settings: Any, api_url: str, api_key: str, **env: str) -> LiveS
         "LABELHOOK_LS_SECRET": TOKEN,
         "LABELHOOK_LS_API_KEY": api_key,
         "LABELHOOK_LS_API_URL": api_url,
-        "LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "LABELHOOK_FETCH_ALLOW_HOSTS": loopback_origins(api_url),
         "LABELHOOK_MAX_ATTEMPTS": "3",
     }
     settings = make_settings(**{**base, **env})
@@ -529,8 +529,9 @@ def test_an_old_brush_result_without_sizes_reads_the_size_from_the_image_header(
 
 
 @pytest.fixture
-def fetcher() -> Iterator[Fetcher]:
-    with Fetcher.from_settings(load_settings({"LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost"})) as f:
+def fetcher(fake: tuple[FakeLabelStudio, LiveServer]) -> Iterator[Fetcher]:
+    allow = {"LABELHOOK_FETCH_ALLOW_HOSTS": loopback_origins(fake[1].url)}
+    with Fetcher.from_settings(load_settings(allow)) as f:
         yield f
 
 

@@ -188,3 +188,11 @@ def test_version_comes_from_package_metadata() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"labelhook {version('labelhook')}"
+
+
+def test_readme_stays_a_users_page() -> None:
+    """Issue 17: the README holds what a user needs (≤ 20 KB); history and deep dives live in docs/."""
+    size = len((ROOT / "README.md").read_bytes())
+    assert size <= 20_000, f"README.md is {size} bytes: move detail into docs/"
+    for target in ("docs/performance.md", "docs/reliability.md", "docs/vendors/README.md"):
+        assert (ROOT / target).is_file(), target

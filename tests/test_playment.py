@@ -44,7 +44,7 @@ from receiver.demo.sandbox.playment import (
     semantic_mask,
     video_frame,
 )
-from tests.support import LiveServer, cli_env, free_port, index_queue, labelhook, wait_for
+from tests.support import LiveServer, cli_env, free_port, index_queue, labelhook, loopback_origins, wait_for
 
 # pycocotools' Cython decode trips numpy 2's __array__(copy=) deprecation; that is its issue, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -68,7 +68,7 @@ def pm_env(api_url: str, **extra: str) -> dict[str, str]:
         "LABELHOOK_PM_API_KEY": SANDBOX_API_KEY,
         "LABELHOOK_PM_API_URL": api_url,
         "LABELHOOK_PM_PROJECT_ID": SANDBOX_PROJECT,
-        "LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "LABELHOOK_FETCH_ALLOW_HOSTS": loopback_origins(api_url),
         "LABELHOOK_MAX_ATTEMPTS": "4",
     }
     env.update(extra)

@@ -30,7 +30,7 @@ from processors.store import open_store
 from processors.worker import Worker
 from receiver.app import create_app
 from tests.fakes.superai import FakeSuperAI
-from tests.support import ROOT, LiveServer, cli_env, wait_for
+from tests.support import ROOT, LiveServer, cli_env, loopback_origins, wait_for
 
 TOKEN = "tok-superai-0123456789"
 PROJECT = "proj-uuid-1"
@@ -55,7 +55,7 @@ def env(api_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         "LABELHOOK_SUPERAI_API_KEY": "sai-test-key",
         "LABELHOOK_SUPERAI_API_URL": api_url,
         "LABELHOOK_SUPERAI_PROJECT_ID": PROJECT,
-        "LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "LABELHOOK_FETCH_ALLOW_HOSTS": loopback_origins(api_url),
         "LABELHOOK_RETRY_BASE_SECONDS": "0.05",
         "LABELHOOK_LEASE_SECONDS": "5",
     }

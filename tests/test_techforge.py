@@ -28,7 +28,7 @@ from processors.vendors.techforge.processor import TechForgeProcessor
 from processors.worker import Worker
 from receiver.app import create_app
 from tests.fakes.techforge import API_KEY, FakeTechForge
-from tests.support import ROOT, LiveServer, queue_rows, wait_for
+from tests.support import ROOT, LiveServer, loopback_origins, queue_rows, wait_for
 
 MB = 1024 * 1024
 TEMPLATE = "tpl-brand-1"
@@ -49,7 +49,7 @@ def tf_env(fake: FakeTechForge, **extra: str) -> dict[str, str]:
         "LABELHOOK_TF_API_KEY": API_KEY,
         "LABELHOOK_TF_API_URL": fake.api_origin,
         "LABELHOOK_TF_POLL_INTERVAL_SECONDS": "0.1",
-        "LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "LABELHOOK_FETCH_ALLOW_HOSTS": loopback_origins(fake.api_origin),
         **extra,
     }
 

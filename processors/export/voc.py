@@ -16,7 +16,7 @@ from processors.export.base import DatasetWriter
 from processors.export.catalog import JobSkipped
 from processors.export.coco import SUBSET
 from processors.export.job import Frame, JobReader
-from processors.export.labelpng import grey16_as_palette, with_palette
+from processors.export.labelpng import grey16_as_palette, remapped_palette, with_palette
 from processors.export.state import BACKGROUND, JobEntry
 from processors.masks.png import encode_palette
 
@@ -90,12 +90,13 @@ class VocWriter(DatasetWriter):
         self, reader: JobReader, frame: Frame, lut: npt.NDArray[np.uint8], identity: bool
     ) -> bytes:
         """The class mask: the job's own PNG with the dataset's colours when its label ids already are
-        the dataset's (no pixel touched), else its ids mapped through ``lut`` and encoded again."""
+        the dataset's (no pixel touched), else its ids mapped through ``lut`` (as bytes when the PNG
+        is laid out as labelhook writes it, else decoded) and encoded again."""
         palette = self.palette()
-        if identity:
-            repainted = with_palette(reader.semantic_png(frame), palette)
-            if repainted is not None:
-                return repainted
+        png = reader.semantic_png(frame)
+        fast = with_palette(png, palette) if identity else remapped_palette(png, lut.tolist(), palette)
+        if fast is not None:
+            return fast
         semantic = reader.semantic(frame)
         if int(semantic.max(initial=0)) >= len(lut):
             raise JobSkipped(f"frame {frame.index}: semantic.png has a label id the job does not list")

@@ -12,6 +12,11 @@ _V4_CLASSES: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
     (ipaddress.IPv4Network(net), name)
     for net, name in (
         ("169.254.169.254/32", "cloud metadata"),
+        ("192.0.0.0/24", "IETF protocol assignment"),  # incl. 192.0.0.8 (dummy), DS-Lite, NAT64 discovery
+        ("192.0.2.0/24", "documentation"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("198.18.0.0/15", "benchmarking"),
         ("0.0.0.0/32", "unspecified"),
         ("0.0.0.0/8", "reserved"),
         ("127.0.0.0/8", "loopback"),
@@ -36,17 +41,26 @@ _V6_CLASSES: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
         ("ff00::/8", "multicast"),
         ("64:ff9b:1::/48", "local-use NAT64"),
         ("2001::/32", "Teredo"),
+        ("2001::/23", "IETF protocol assignment"),
+        ("100::/64", "discard-only"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("5f00::/16", "segment routing"),
     )
 )
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 (SIIT); `ipv4_mapped` misses it
 
 
 def address_class(ip: IPAddress) -> str | None:
     """The reason ``ip`` must not be fetched from ("loopback", "IPv4-mapped private", …), or None if public.
 
-    Python 3.11's ``is_global`` calls ``::10.0.0.1``, ``2002:a00:1::`` and ``64:ff9b::a00:1`` global, so
-    every IPv6 form that carries an IPv4 address is unwrapped and the IPv4 address judged instead.
+    The IANA special-purpose registries are spelled out above (``is_global`` differs between Python
+    patch releases: 3.11's calls ``192.0.0.8`` global), and ``is_global`` is still the last word. Python
+    calls ``::10.0.0.1``, ``::ffff:0:7f00:1``, ``2002:a00:1::`` and ``64:ff9b::a00:1`` global, so every
+    IPv6 form that carries an IPv4 address (mapped, translated, 6to4, NAT64) is unwrapped and the
+    IPv4 address judged instead.
     """
     if isinstance(ip, ipaddress.IPv4Address):
         for net4, name in _V4_CLASSES:
@@ -70,6 +84,8 @@ def address_class(ip: IPAddress) -> str | None:
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
     if ip.ipv4_mapped is not None:
         return "IPv4-mapped", ip.ipv4_mapped
+    if ip in _IPV4_TRANSLATED:
+        return "IPv4-translated", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip.sixtofour is not None:
         return "6to4", ip.sixtofour
     if ip in _NAT64:

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 import httpx
 
 from processors.errors import Permanent, Retryable
+from processors.fetch.decoding import ACCEPT_ENCODING, BoundedDecoder
 from processors.fetch.errors import (
     HTTPStatusPermanent,
     error_for_status,
@@ -21,10 +22,11 @@ from processors.fetch.errors import (
     translate_httpx_error,
 )
 from processors.fetch.guard import GuardTransport, Resolver
+from processors.origins import fetch_allow_for
 
 if TYPE_CHECKING:
-    # Only a type here: importing config at run time would close config → vendors → fetch → config.
-    from processors.config import Settings
+    # Only types here: importing config at run time would close config → vendors → fetch → config.
+    from processors.config import Settings, SourceConfig
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 DEFAULT_DEADLINE = 600.0  # seconds for a whole fetch: every redirect hop and the full body
@@ -37,6 +39,7 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-k
 def make_client(
     settings: Settings,
     *,
+    source: SourceConfig | None = None,
     transport: httpx.BaseTransport | None = None,
     resolver: Resolver | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
@@ -45,9 +48,10 @@ def make_client(
 
     No redirects (the `Fetcher` follows them, re-checking each hop), no cookie jar (nothing carries
     over between jobs), and ``trust_env=False``: an ``HTTPS_PROXY`` in the environment would otherwise
-    mount a proxy transport beside the guard, and ``.netrc`` would add credentials.
+    mount a proxy transport beside the guard, and ``.netrc`` would add credentials. ``source`` scopes
+    the guard's allow-list to that source (`processors.origins.fetch_allow_for`).
     """
-    guard = GuardTransport(transport, allow_hosts=settings.fetch_allow_hosts, resolver=resolver)
+    guard = GuardTransport(transport, allow=fetch_allow_for(settings, source), resolver=resolver)
     no_cookies = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return httpx.Client(
         transport=guard,
@@ -55,7 +59,8 @@ def make_client(
         trust_env=False,
         timeout=timeout,
         cookies=no_cookies,
-        headers={"User-Agent": "labelhook"},
+        # Only what `BoundedDecoder` decodes in bounded steps (httpx would also offer br/zstd).
+        headers={"User-Agent": "labelhook", "Accept-Encoding": ACCEPT_ENCODING},
     )
 
 
@@ -111,15 +116,24 @@ class Stream:
         return _declared_length(self._response)
 
     def __iter__(self) -> Iterator[bytes]:
+        # Raw bytes, decoded here in bounded steps: the cap applies to decoded output as it grows.
+        if self._response.is_stream_consumed:
+            # Only a response built in memory (MockTransport) arrives read, and decoded, already.
+            decoder, raws = BoundedDecoder(None, self.url), iter([self._response.content])
+        else:
+            decoder = BoundedDecoder(self.headers.get("content-encoding"), f"GET {self.url}")
+            raws = self._response.iter_raw()
         try:
-            for chunk in self._response.iter_bytes():
-                self.size += len(chunk)
-                if self.size > self._max_bytes:
-                    raise _too_big(self._source, self._max_bytes)
-                if self._clock() > self._deadline:
-                    raise _deadline_passed(self._source, self._seconds)
-                self._hash.update(chunk)
-                yield chunk
+            for raw in raws:
+                for chunk in decoder.feed(raw):
+                    self.size += len(chunk)
+                    if self.size > self._max_bytes:
+                        raise _too_big(self._source, self._max_bytes)
+                    if self._clock() > self._deadline:
+                        raise _deadline_passed(self._source, self._seconds)
+                    self._hash.update(chunk)
+                    yield chunk
+            decoder.finish()
         except httpx.HTTPError as exc:
             raise translate_httpx_error(exc, self._source) from exc
 
@@ -181,11 +195,12 @@ class Fetcher:
         cls,
         settings: Settings,
         *,
+        source: SourceConfig | None = None,
         transport: httpx.BaseTransport | None = None,
         resolver: Resolver | None = None,
     ) -> Fetcher:
-        """The production wiring: `make_client(settings)` and ``LABELHOOK_FETCH_MAX_BYTES``."""
-        client = make_client(settings, transport=transport, resolver=resolver)
+        """The production wiring: `make_client(settings, source=…)` and ``LABELHOOK_FETCH_MAX_BYTES``."""
+        client = make_client(settings, source=source, transport=transport, resolver=resolver)
         return cls(client, max_bytes=settings.fetch_max_bytes)
 
     def close(self) -> None:
@@ -213,7 +228,7 @@ class Fetcher:
             body = b"".join(stream)
             try:
                 return json.loads(body)
-            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, absurd nesting
                 raise Permanent(f"GET {stream.url} answered invalid JSON") from None
 
     def post_json(
@@ -271,7 +286,7 @@ class Fetcher:
             return None
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Permanent(f"POST {redact_url(target)} answered invalid JSON") from None
 
     def download(

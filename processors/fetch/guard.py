@@ -11,6 +11,7 @@ import httpx
 from processors.errors import Permanent, Retryable
 from processors.fetch.addresses import IPAddress, OddAddressSpelling, address_class, parse_ip_literal
 from processors.fetch.errors import redact_url
+from processors.origins import split_origin
 
 Resolver = Callable[[str, int], Sequence[str]]
 """``(host, port) -> IP address strings``; injected in tests, `system_resolver` in production."""
@@ -25,10 +26,12 @@ def system_resolver(host: str, port: int) -> Sequence[str]:
 class GuardTransport(httpx.BaseTransport):
     """Wraps the transport that opens sockets and lets through only requests to vetted addresses.
 
-    A host in ``allow_hosts`` (exact name or IP literal; LABELHOOK_FETCH_ALLOW_HOSTS) passes unchanged,
-    over http or https, to whatever address it has: tests, on-prem CVAT. Every other request must be
-    https and have no userinfo; its host is resolved once with ``resolver``, refused with `Permanent`
-    if any address is not public (`address_class`) unless that address is itself allow-listed, and
+    An origin in ``allow`` (``host:port`` entries, exact name or IP literal and port: see
+    `processors.origins.fetch_allow_for`) passes unchanged, over http or https, to whatever address it
+    has: tests, on-prem CVAT. Only that port: other ports of the same host are judged like any URL.
+    Every other request must be https and have no userinfo; its host is resolved once with
+    ``resolver``, refused with `Permanent` if any address is not public (`address_class`) unless that
+    address with the URL's port is itself allow-listed, and
     then sent to the checked address: the URL's host becomes the IP, the Host header and the TLS
     server name (``sni_hostname``, also used for certificate verification) stay the original name.
     So a DNS answer that changes between check and connect (rebinding) cannot redirect the socket.
@@ -41,14 +44,14 @@ class GuardTransport(httpx.BaseTransport):
         self,
         inner: httpx.BaseTransport | None = None,
         *,
-        allow_hosts: Iterable[str] = (),
+        allow: Iterable[str] = (),
         resolver: Resolver | None = None,
     ) -> None:
         self._inner = inner if inner is not None else httpx.HTTPTransport()
         self._resolver: Resolver = resolver or system_resolver
-        hosts = {h.strip().lower().rstrip(".") for h in allow_hosts if h.strip()}
-        self._allow_ips = {ip for ip in map(_ip_or_none, hosts) if ip is not None}
-        self._allow_names = {h for h in hosts if _ip_or_none(h) is None}
+        origins = [split_origin(entry) for entry in allow if entry.strip()]
+        self._allow_ips = {(ip, port) for ip, port in ((_ip_or_none(h), p) for h, p in origins) if ip}
+        self._allow_names = {(h, p) for h, p in origins if _ip_or_none(h) is None}
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -63,14 +66,17 @@ class GuardTransport(httpx.BaseTransport):
             literal = parse_ip_literal(host)
         except OddAddressSpelling:
             raise _refuse(url, f"{host} is not a canonical IP address") from None
-        if host.rstrip(".") in self._allow_names or (literal is not None and literal in self._allow_ips):
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if (host.rstrip("."), port) in self._allow_names or (
+            literal is not None and (literal, port) in self._allow_ips
+        ):
             return self._inner.handle_request(request)
         if url.scheme != "https":
-            raise _refuse(url, f"http is only allowed for LABELHOOK_FETCH_ALLOW_HOSTS, not {host}")
+            raise _refuse(url, f"http is only allowed for LABELHOOK_FETCH_ALLOW_HOSTS, not {host}:{port}")
         addresses = [literal] if literal is not None else self._resolve(url, host)
         for ip in addresses:
             problem = address_class(ip)
-            if problem is not None and ip not in self._allow_ips:
+            if problem is not None and (ip, port) not in self._allow_ips:
                 verdict = (
                     f"is a {problem} address"
                     if literal is not None

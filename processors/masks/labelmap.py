@@ -29,7 +29,6 @@ import numpy.typing as npt
 from processors.errors import Permanent
 
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
-_INSTANCE_SUFFIX = re.compile(r"\s*#\s*\d+\s*$")
 # Instance numbers live in a uint16 map with 0 = none.
 MAX_SEGMENTS = 0xFFFF
 
@@ -98,8 +97,22 @@ def normalise_color(key: str) -> str | None:
 
 
 def class_name(value: str) -> str:
-    """Instance label ``"car # 2"`` → class name ``"car"``."""
-    return _INSTANCE_SUFFIX.sub("", value) or value
+    """Instance label ``"car # 2"`` → class name ``"car"``: a trailing ``# <n>`` (spaces allowed) removed.
+
+    Scanned from the end with C-speed string methods, in linear time: the regular expression this
+    replaces (``\\s*#\\s*\\d+\\s*$``) backtracked quadratically on a long run of spaces (a vendor
+    string of 100 KB of spaces held the GIL for 55 s).
+    """
+    rest = value.rstrip()
+    digits_start = len(rest)
+    while digits_start > 0 and rest[digits_start - 1].isdecimal():
+        digits_start -= 1
+    if digits_start == len(rest):
+        return value
+    rest = rest[:digits_start].rstrip()
+    if not rest.endswith("#"):
+        return value
+    return rest[:-1].rstrip() or value
 
 
 def build_labelmap(legend: Mapping[str, Any], instances: Sequence[Mapping[str, Any]] | None) -> Labelmap:

@@ -308,6 +308,14 @@ def decode_command(
     except Permanent as exc:
         print(f"labelhook decode: {exc.reason}".replace("\n", " "), file=sys.stderr)
         return 2
+    except MemoryError:
+        # A mask the pixel limit admits can still be too big for this machine: one line, not a traceback.
+        print(
+            f"labelhook decode: not enough memory to decode {len(paths)} mask(s) of up to {max_pixels} "
+            "pixels each; lower LABELHOOK_MAX_PIXELS or use a bigger machine",
+            file=sys.stderr,
+        )
+        return 2
     warnings = warning_lines(summary.warnings)
     for line in warnings:
         print(f"labelhook decode: warning: {line}", file=sys.stderr)

@@ -263,7 +263,7 @@ class SQLiteQueue(Queue):
                     continue  # a health probe (`JournalWriter.probe`): no delivery
                 try:
                     rows.append(_row(record, now))
-                except (ValueError, KeyError) as exc:  # CRC-valid yet unreadable: a bug, not a crash
+                except (ValueError, KeyError, TypeError, RecursionError) as exc:  # CRC-valid yet unreadable
                     extra = {"segment": path.name, "error": str(exc)}
                     log.error("unreadable journal record skipped", extra=extra)
             conn.executemany(_INSERT, rows)
@@ -343,10 +343,24 @@ class SQLiteQueue(Queue):
         rows = conn.execute(
             "UPDATE deliveries SET status = 'leased', attempts = attempts + 1, visible_at = ?, receipt = ?,"
             " updated_at = ? WHERE id IN (SELECT id FROM deliveries WHERE status IN ('queued', 'leased')"
-            " AND visible_at <= ? ORDER BY visible_at LIMIT ?) RETURNING payload, attempts",
+            " AND visible_at <= ? ORDER BY visible_at LIMIT ?) RETURNING id, payload, attempts",
             (now + lease_seconds, receipt, now, now, max_messages),
         ).fetchall()
-        return [Lease(Delivery.from_bytes(payload), receipt, attempts) for payload, attempts in rows]
+        leases = []
+        for row_id, payload, attempts in rows:
+            try:
+                leases.append(Lease(Delivery.from_bytes(payload), receipt, attempts))
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
+                # A record no worker can read must not stop the others (or come back forever): it
+                # becomes a dead letter with the reason, like any delivery that cannot be processed.
+                reason = f"unreadable record: {type(exc).__name__}: {str(exc)[:200]}"
+                conn.execute(
+                    "UPDATE deliveries SET status = 'dead', receipt = NULL, last_error = ?, updated_at = ?"
+                    " WHERE id = ? AND receipt = ?",
+                    (reason, now, row_id, receipt),
+                )
+                log.error("unreadable record dead-lettered", extra={"error": reason})
+        return leases
 
     async def _update_lease(self, lease: Lease, assignments: str, *params: Any) -> None:
         def op(conn: sqlite3.Connection) -> None:

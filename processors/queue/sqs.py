@@ -249,7 +249,7 @@ class SQSQueue(Queue):
                 raise _Unreadable(f"offloaded payload {key} is missing") from None
         try:
             return Delivery.from_json(raw)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise _Unreadable(f"unreadable message body: {type(exc).__name__}: {exc}") from None
 
     async def _send(self, queue_url: str, body: str, **attributes: str) -> None:

@@ -72,7 +72,7 @@ class Processor(ABC):
         if self._fetcher is None:
             from processors.fetch import Fetcher
 
-            self._fetcher = Fetcher.from_settings(self.settings)
+            self._fetcher = Fetcher.from_settings(self.settings, source=self.source)
         return self._fetcher
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from processors.config import Settings
 from receiver.cli.backends import open_backends
-from receiver.cli.output import print_rows
+from receiver.cli.output import print_rows, printable
 
 if TYPE_CHECKING:
     from processors.vendors.base import Processor
@@ -57,7 +57,7 @@ def _submit(settings: Settings, args: argparse.Namespace, processor: Processor) 
     try:
         total, jobs = processor.prepare_submit(payload, callback_url)
     except ProcessingError as exc:
-        print(f"labelhook: submit failed: {exc.reason}", file=sys.stderr)
+        print(f"labelhook: submit failed: {printable(exc.reason)}", file=sys.stderr)
         return 2
     book = JobBook(open_store(settings.store_url, endpoint_url=settings.aws_endpoint_url))
     source = processor.source
@@ -87,7 +87,8 @@ def _submit(settings: Settings, args: argparse.Namespace, processor: Processor) 
     )
     if failure is not None:
         print(
-            f"labelhook: submit failed after {len(submitted)} of {total} job(s): {failure}", file=sys.stderr
+            f"labelhook: submit failed after {len(submitted)} of {total} job(s): {printable(failure)}",
+            file=sys.stderr,
         )
         return 2
     return 0
@@ -135,7 +136,7 @@ def _poll(settings: Settings, args: argparse.Namespace, processor: Processor) ->
         )
         for error in summary.errors:
             if not args.json:
-                print(f"  error: {error}")
+                print(f"  error: {printable(error)}")
         return 1 if summary.errors else 0
 
     return asyncio.run(main())

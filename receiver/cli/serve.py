@@ -89,7 +89,16 @@ def serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, de
 
         token = getattr(args, "demo_token", None)
         background.append(lambda: announce(url, settings, store, demo_token=token))
-    app = create_app(settings, queue, store, worker=worker, background=background)
+    server: Any = None
+
+    def worker_died() -> None:
+        # The PaaS restarts a process that exits; a web dyno with a dead worker would ack forever.
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(
+        settings, queue, store, worker=worker, background=background, on_worker_death=worker_died
+    )
     log.info(
         "starting",
         extra={
@@ -110,11 +119,16 @@ def serve(settings: Settings, args: argparse.Namespace, *, with_worker: bool, de
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=HTTP_GRACE_SECONDS,
-        limit_concurrency=settings.limit_concurrency,
+        # No limit_concurrency: uvicorn's counts idle connections as load (the app limits requests,
+        # the protocol idle connections: receiver/request_limit.py, receiver/protocol.py).
         timeout_keep_alive=5,
-        http=BoundedHttpTools,  # head-size cap, request deadline, JSON 400/503 (receiver/protocol.py)
+        http=BoundedHttpTools,  # head-size cap, idle and request deadlines, JSON 400 (receiver/protocol.py)
     )
-    _server_class()(config).run()
+    server = _server_class()(config)
+    server.run()
+    if worker is not None and worker.failure is not None:
+        log.critical("exiting: the worker died", extra={"error": worker.failure})
+        return 1
     return 0
 
 
@@ -142,5 +156,8 @@ def work(settings: Settings) -> int:
         finally:
             await queue.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception:
+        return 1  # Worker.run logged why; a non-zero exit makes the platform restart the process
     return 0

@@ -27,6 +27,7 @@ from processors.jobs import JobBook, JobRecord
 from processors.queue import DeliveryRecord, Queue
 from processors.store import Store
 from processors.store.base import MANIFEST
+from receiver.bounded_json import JSONRejected, loads_bounded
 from receiver.errors import BadRequest, NotFound, UnsupportedMedia
 
 Authorize = Callable[..., object]
@@ -290,9 +291,9 @@ async def replay_ids(request: Request) -> list[str] | None:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise UnsupportedMedia("replay takes application/json")
     try:
-        body = json.loads(await request.body())
-    except ValueError:
-        raise BadRequest("body is not valid JSON") from None
+        body = loads_bounded(await request.body())
+    except JSONRejected as exc:
+        raise BadRequest(str(exc), code=exc.code) from None
     if isinstance(body, dict) and body.get("all") is True:
         return None
     ids = body.get("ids") if isinstance(body, dict) else None

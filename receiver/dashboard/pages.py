@@ -128,7 +128,8 @@ def dashboard_routes(
         auth.require(request)
         q = request.query_params
         frame = q.get("frame", "")
-        if not frame.isdigit():
+        # ASCII digits only, and few (`isdigit` admits "²", and int() refuses 4300+ digits: both were 500s).
+        if not (frame.isascii() and frame.isdigit() and len(frame) <= 9):
             raise BadRequest("frame must be a frame index")
         png = await data.mask(q.get("source", ""), q.get("job", ""), int(frame), q.get("kind", ""))
         if png is None:

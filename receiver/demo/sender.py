@@ -79,7 +79,8 @@ def load_demo_settings(environ: Mapping[str, str]) -> Settings:
     """Settings for `run --demo` without LABELHOOK_SOURCES: the standard 'demo' source plus a
     'playment' source wired to a sandbox Playment API started here on 127.0.0.1 (a daemon thread).
 
-    The sandbox's two loopback names are added to LABELHOOK_FETCH_ALLOW_HOSTS, for this process only.
+    The sandbox's origin (both loopback names, its port) is added to LABELHOOK_FETCH_ALLOW_HOSTS, for this
+    process only.
     """
     from receiver.demo.sandbox import serve_in_thread
     from receiver.demo.sandbox.playment import SANDBOX_API_KEY, SANDBOX_PROJECT, PlaymentSandbox
@@ -102,7 +103,8 @@ def load_demo_settings(environ: Mapping[str, str]) -> Settings:
         LABELHOOK_PLAYMENT_SANDBOX="1",
     )
     hosts = [h for h in env.get("LABELHOOK_FETCH_ALLOW_HOSTS", "").split(",") if h.strip()]
-    env["LABELHOOK_FETCH_ALLOW_HOSTS"] = ",".join([*hosts, "127.0.0.1", "localhost"])
+    port = httpx.URL(running.url).port
+    env["LABELHOOK_FETCH_ALLOW_HOSTS"] = ",".join([*hosts, f"127.0.0.1:{port}", f"localhost:{port}"])
     settings = load_settings(env)
     log.info("demo: Playment sandbox started", extra={"url": running.url})
     return dataclasses.replace(settings, demo_secret_in_use=public_key)

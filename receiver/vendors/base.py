@@ -8,17 +8,14 @@ plain values and the receiver never blocks its event loop on them.
 from __future__ import annotations
 
 import hmac
-import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from processors.config import Secret, SourceConfig
+from receiver.bounded_json import JSONRejected, loads_bounded
 from receiver.errors import BadRequest
-
-# The C scanner `json.loads` itself uses (typeshed does not declare the decoder's attribute).
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +33,8 @@ class Callback:
 
     ``kind``: ``"callback"`` — the job is finished, process it; ``"state"`` — progress only: the worker
     records ``state`` on the job (``meta["job_state"]`` is labelhook's view: open / failed / …) and
-    fetches nothing. ``enqueue`` False (a ping) means answer 200 and store nothing.
+    fetches nothing. ``enqueue`` False (a ping) means answer 200 and store nothing. ``meta`` holds
+    scalars only (strings, numbers, booleans): it is copied into every queue record.
     """
 
     dedupe_key: str
@@ -46,6 +44,9 @@ class Callback:
     kind: str = "callback"
     enqueue: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
+    #: The bytes the signature covers, when they are not the raw body (a vendor that signs a
+    #: re-serialised form): what is stored and processed is always exactly what was verified.
+    signed_body: bytes | None = None
 
 
 class VendorAdapter(ABC):
@@ -63,28 +64,15 @@ class VendorAdapter(ABC):
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse a JSON body; `BadRequest` on anything that is not valid JSON.
+    """Parse a verified JSON body; `BadRequest` on anything that is not valid, bounded JSON.
 
-    Nesting depth is bounded by the C parser's recursion guard (a `RecursionError`, mapped to 400), and
-    size by the body cap, so a hostile body costs at most one bounded parse.
+    Size is bounded by the body cap, nesting by `receiver.bounded_json.MAX_DEPTH` (the same for every
+    vendor), so a hostile body costs at most one bounded parse and can never reach the worker.
     """
-    # Fast path for what vendors send (a UTF-8 document, nothing around it): the C scanner straight
-    # on the text, skipping `json.loads`' encoding sniffing and whitespace regexes — half the cost on
-    # the ingest hot path. Anything else (BOMs, UTF-16, whitespace, trailing data, errors) goes the
-    # regular way below, so what is accepted and the errors raised are exactly `json.loads`'.
     try:
-        text = body.decode()
-        value, end = _scan(text, 0)
-        if end == len(text):
-            return value
-    except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
-        pass
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise BadRequest("body is not UTF-8", code="malformed_body") from None
-    except (ValueError, RecursionError):
-        raise BadRequest("body is not valid JSON", code="malformed_body") from None
+        return loads_bounded(body)
+    except JSONRejected as exc:
+        raise BadRequest(str(exc), code=exc.code) from None
 
 
 def token_matches(given: str | None, secrets: tuple[Secret, ...]) -> bool:

@@ -82,7 +82,11 @@ class CvatAdapter(VendorAdapter):
             job_id=job_id,
             project=project,
             state="completed",
-            meta={"event": event, "cvat_state": job.get("state"), "cvat_stage": job.get("stage")},
+            meta={
+                "event": event,
+                "cvat_state": _text(job.get("state")),
+                "cvat_stage": _text(job.get("stage")),
+            },
         )
 
     def _acknowledge(self, event: str, why: str, job_id: str | None = None) -> Callback:
@@ -92,6 +96,11 @@ class CvatAdapter(VendorAdapter):
             extra={"source": self.source.name, "event": event or "unknown", "job": job_id, "why": why},
         )
         return Callback(dedupe_key="", job_id=job_id or "", project=self.source.name, enqueue=False)
+
+
+def _text(value: Any) -> str | None:
+    """A state/stage for the record's meta: CVAT sends short strings; anything else is not copied."""
+    return value[:64] if isinstance(value, str) else None
 
 
 def _id(value: Any) -> str | None:

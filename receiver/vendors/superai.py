@@ -5,8 +5,9 @@ super.AI posts ``{id, uuid, state, action, postProcessingEnabled, …}`` with no
 sends ``X-Labelhook-Token``), compared in constant time against every configured secret. With
 ``PUBLIC_KEY`` the ``X-SuperAI-Webhook-Signature`` header (name configurable) must be an ECDSA
 signature of the body by that key; the header's encoding and the exact signed bytes are not
-specified publicly, so hex or base64, raw ``r||s`` or DER, over the raw body or the body re-serialised
-with sorted keys, are all accepted.
+specified publicly, so hex or base64, raw ``r||s`` or DER, over the raw body or (for callback-sized
+bodies without repeated keys) the body re-serialised with sorted keys, are all accepted; in the latter
+case the re-serialised bytes, which are what was signed, are what gets stored.
 """
 
 from __future__ import annotations
@@ -17,17 +18,24 @@ import hashlib
 import json
 import string
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from processors.config import SourceConfig
 from processors.polling import completion_key
 from processors.vendors.superai.options import SuperAIOptions, load_public_key
 from processors.vendors.superai.states import job_state
+from receiver.bounded_json import JSONRejected, loads_bounded
 from receiver.errors import BadRequest, Unauthorized
 from receiver.vendors.base import Callback, IncomingRequest, VendorAdapter, parse_json, token_matches
 
 TOKEN_HEADER = "x-labelhook-token"
 _PROJECT_FIELDS = ("projectId", "project_id", "appId", "app_id", "projectUuid", "app")
+#: A DER P-521 signature in hex is under 300 characters; anything longer is not one.
+MAX_SIGNATURE_HEADER = 512
+#: super.AI callbacks are a few hundred bytes; only bodies up to this size are re-serialised to look
+#: for a sorted-key signature, so a large unauthenticated body is never parsed.
+SORTED_FORM_MAX_BYTES = 64 * 1024
 
 
 class SuperAIAdapter(VendorAdapter):
@@ -41,12 +49,16 @@ class SuperAIAdapter(VendorAdapter):
         self._signature_header = self.options.signature_header.lower()
 
     def verify(self, request: IncomingRequest, now: float) -> Callback:
-        if self._public_key is not None:
-            self._check_signature(request)
-        else:
+        if self._public_key is None:
             self._check_token(request)
-        body = parse_json(request.body)
-        return self._interpret(body)
+            return self._interpret(parse_json(request.body))
+        signed = self._check_signature(request)
+        if signed is None:
+            return self._interpret(parse_json(request.body))
+        # The signature covers a re-serialised form: that form is what is stored and processed, so
+        # `callback.json` holds exactly the verified bytes (never unsigned extras around them).
+        callback = self._interpret(parse_json(signed))
+        return replace(callback, signed_body=signed)
 
     def _check_token(self, request: IncomingRequest) -> None:
         given = request.query.get("token") or request.headers.get(TOKEN_HEADER)
@@ -57,17 +69,28 @@ class SuperAIAdapter(VendorAdapter):
         if not token_matches(given, self.source.secrets):
             raise Unauthorized("the callback URL token does not match", code="invalid_signature")
 
-    def _check_signature(self, request: IncomingRequest) -> None:
+    def _check_signature(self, request: IncomingRequest) -> bytes | None:
+        """Check the ECDSA signature; None if it covers the raw body, else the re-serialised bytes it covers.
+
+        Cheapest first, so an unauthenticated request costs one hash of the body and a few verifies:
+        the body is hashed once and each decoded signature is checked against that digest. Only if
+        none matches, and only for a body of callback size (`SORTED_FORM_MAX_BYTES`), is the body
+        parsed (duplicate keys refused: they would let unsigned bytes ride along) and its sorted-key
+        forms checked.
+        """
         header = request.headers.get(self._signature_header, "").strip()
         if not header:
             raise Unauthorized(f"{self._signature_header} header is missing", code="missing_signature")
+        if len(header) > MAX_SIGNATURE_HEADER:
+            raise Unauthorized(f"{self._signature_header} is not a signature", code="invalid_signature")
         signatures = _decode_signature(header)
-        if not any(
-            _ecdsa_ok(self._public_key, signature, message)
-            for signature in signatures
-            for message in _signed_messages(request.body)
-        ):
-            raise Unauthorized("the signature does not match super.AI's public key", code="invalid_signature")
+        if _ecdsa_any(self._public_key, signatures, request.body):
+            return None
+        if len(request.body) <= SORTED_FORM_MAX_BYTES:
+            for message in _sorted_forms(request.body):
+                if _ecdsa_any(self._public_key, signatures, message):
+                    return message
+        raise Unauthorized("the signature does not match super.AI's public key", code="invalid_signature")
 
     def _interpret(self, body: Any) -> Callback:
         if isinstance(body, dict) and "version" in body and "entityType" in body:
@@ -207,25 +230,39 @@ def _decode_signature(header: str) -> list[bytes]:
     return signatures
 
 
-def _signed_messages(body: bytes) -> list[bytes]:
-    """The raw body, and the body with keys sorted (super.AI sorts keys before signing)."""
-    messages = [body]
+def _sorted_forms(body: bytes) -> list[bytes]:
+    """The body re-serialised with sorted keys, in the spellings Python's json module produces.
+
+    Not for a body with a repeated key, or one that is not bounded JSON: such a body can only be
+    accepted byte for byte (`_check_signature` checked those first).
+    """
     try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
-        return messages
-    for separators in ((", ", ": "), (",", ":")):
-        for ascii_only in (True, False):
-            text = json.dumps(parsed, sort_keys=True, separators=separators, ensure_ascii=ascii_only)
-            messages.append(text.encode())
-    return list(dict.fromkeys(messages))
+        parsed = loads_bounded(body, unique_keys=True)
+    except JSONRejected:
+        return []
+    forms = [
+        json.dumps(parsed, sort_keys=True, separators=separators, ensure_ascii=ascii_only).encode()
+        for separators in ((", ", ": "), (",", ":"))
+        for ascii_only in (True, False)
+    ]
+    return [form for form in dict.fromkeys(forms) if form != body]
 
 
-def _ecdsa_ok(key: Any, signature: bytes, message: bytes) -> bool:
+def _ecdsa_any(key: Any, signatures: list[bytes], message: bytes) -> bool:
+    """True if any of ``signatures`` verifies over ``message``; the message is hashed once."""
+    from cryptography.hazmat.primitives import hashes
+
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(message)
+    prehashed = digest.finalize()
+    return any(_ecdsa_ok(key, signature, prehashed) for signature in signatures)
+
+
+def _ecdsa_ok(key: Any, signature: bytes, digest: bytes) -> bool:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
     size = (key.curve.key_size + 7) // 8
     if len(signature) == 2 * size:  # raw r||s, as ecdsa's sigdecode_string expects
@@ -235,7 +272,7 @@ def _ecdsa_ok(key: Any, signature: bytes, message: bytes) -> bool:
     else:
         der = signature
     try:
-        key.verify(der, message, ec.ECDSA(hashes.SHA256()))
+        key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
     except (InvalidSignature, ValueError):
         return False
     return True

@@ -22,7 +22,7 @@ from processors.worker import Worker
 from receiver.app import create_app
 from tests.conformance.payloads import load, paint, raw
 from tests.fakes.cvat import FakeCvat, FakeCvatJob, build_app
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 SECRET = "cvat-conformance-secret"
@@ -62,7 +62,7 @@ def service(make_settings: Any, cvat: tuple[FakeCvat, LiveServer]) -> Iterator[L
         LABELHOOK_CVAT_SECRET=SECRET,
         LABELHOOK_CVAT_API_KEY=API_KEY,
         LABELHOOK_CVAT_API_URL=cvat[1].url,
-        LABELHOOK_FETCH_ALLOW_HOSTS="127.0.0.1,localhost",
+        LABELHOOK_FETCH_ALLOW_HOSTS=loopback_origins(cvat[1].url),
         LABELHOOK_MAX_ATTEMPTS="2",
     )
     queue, store = open_queue(settings.queue_url), open_store(settings.store_url)

@@ -30,7 +30,7 @@ from processors.store import open_store
 from processors.worker import Worker
 from receiver.app import create_app
 from tests.fakes.labelbox import FakeLabelbox
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 
 SECRET = "lb-webhook-secret-0123456789"
 API_KEY = "lb-test-key"
@@ -64,7 +64,7 @@ def env(api_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         "LABELHOOK_LABELBOX_SECRET": SECRET,
         "LABELHOOK_LABELBOX_API_KEY": API_KEY,
         "LABELHOOK_LABELBOX_API_URL": api_url,
-        "LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "LABELHOOK_FETCH_ALLOW_HOSTS": loopback_origins(api_url),  # plus the files origin, per call
         "LABELHOOK_RETRY_BASE_SECONDS": "0.05",
         "LABELHOOK_LEASE_SECONDS": "10",
     }
@@ -228,7 +228,9 @@ def test_conformance_label_created_end_to_end_key_only_on_the_api_origin(
     vendor.chunk_size, vendor.extra_rows = 64, 3  # several chunks, the row in the last one
     row, truth, png = serve(vendor, api)
     raw = webhook_v1()
-    settings = make_settings(**env(api.url, tmp_path))
+    settings = make_settings(
+        **env(api.url, tmp_path, LABELHOOK_LABELBOX_FETCH_ALLOW=loopback_origins(files.url))
+    )
     with start(settings) as live:
         first = post(live.url, raw, headers=None)
         again = post(live.url, raw, headers=None)  # a redelivery: same X-Labelbox-Id
@@ -273,7 +275,9 @@ def test_a_mask_url_on_another_origin_gets_no_key_and_v2_bodies_and_sha1_alone_w
     vendor.add_mask("/plain/composite.png", png)
     raw = json.dumps(foreign).encode()  # the v2 webhook mimics an export row
     sha1_only = {"X-Hub-Signature": signatures(raw)["X-Hub-Signature"]}
-    settings = make_settings(**env(api.url, tmp_path))
+    settings = make_settings(
+        **env(api.url, tmp_path, LABELHOOK_LABELBOX_FETCH_ALLOW=loopback_origins(files.url))
+    )
     with start(settings) as live:
         assert post(live.url, raw, event="LABEL_UPDATED", headers=sha1_only).status_code == 202
         wait_manifest(tmp_path)

@@ -25,7 +25,7 @@ from processors.worker import Worker
 from receiver.app import create_app
 from receiver.demo.sandbox.playment import SANDBOX_API_KEY, SANDBOX_PROJECT, PlaymentSandbox
 from tests.conformance.payloads import load, raw
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 KEY = "pm-conformance-key"
@@ -71,7 +71,7 @@ def service(make_settings: Any, sandbox: tuple[PlaymentSandbox, LiveServer]) -> 
         LABELHOOK_PM_SECRET=KEY,
         LABELHOOK_PM_API_KEY=SANDBOX_API_KEY,
         LABELHOOK_PM_API_URL=sandbox[1].url,
-        LABELHOOK_FETCH_ALLOW_HOSTS="127.0.0.1,localhost",
+        LABELHOOK_FETCH_ALLOW_HOSTS=loopback_origins(sandbox[1].url),
         LABELHOOK_MAX_ATTEMPTS="2",
     )
     queue, store = open_queue(settings.queue_url), open_store(settings.store_url)

@@ -28,7 +28,7 @@ from processors.store import open_store
 from processors.worker import Worker
 from receiver.app import create_app
 from tests.fakes.scale import FakeScale
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 
 AUTH_KEY = "scale-live-callback-auth-key-0123"
 API_KEY = "live_test_key"
@@ -47,13 +47,14 @@ def fake() -> Iterator[tuple[FakeScale, LiveServer, LiveServer]]:
         yield vendor, api, bucket
 
 
-def env(api_url: str | None, tmp_path: Path, **extra: str) -> dict[str, str]:
+def env(api_url: str | None, tmp_path: Path, *origins: str, **extra: str) -> dict[str, str]:
+    """``origins``: the fake servers' URLs, allow-listed for fetching (host:port entries)."""
     base = {
         "LABELHOOK_QUEUE": f"sqlite:///{tmp_path}/queue.db",
         "LABELHOOK_STORE": f"file://{tmp_path}/out",
         "LABELHOOK_SOURCES": "scale",
         "LABELHOOK_SCALE_SECRET": AUTH_KEY,
-        "LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "LABELHOOK_FETCH_ALLOW_HOSTS": ",".join(loopback_origins(url) for url in origins),
         "LABELHOOK_RETRY_BASE_SECONDS": "0.05",
         "LABELHOOK_LEASE_SECONDS": "5",
     }
@@ -195,7 +196,7 @@ def test_conformance_segmentation_callback_secure_url_end_to_end(
     vendor, api, bucket = fake
     body = conformance_callback(api, bucket)
     truth = serve_task(vendor, body)
-    settings = make_settings(**env(api.url, tmp_path))
+    settings = make_settings(**env(api.url, tmp_path, api.url, bucket.url))
     with start(settings) as live:
         first = post(live.url, body)
         second = post(live.url, body)  # Scale retries until it sees a 2xx
@@ -230,7 +231,9 @@ def test_public_result_url_is_fetched_without_the_key(
     vendor, api, bucket = fake
     body = conformance_callback(api, bucket)
     truth = serve_task(vendor, body)
-    settings = make_settings(**env(api.url, tmp_path, LABELHOOK_SCALE_INDEX_IMAGE="indexed"))
+    settings = make_settings(
+        **env(api.url, tmp_path, api.url, bucket.url, LABELHOOK_SCALE_INDEX_IMAGE="indexed")
+    )
     with start(settings) as live:
         assert post(live.url, body).status_code == 202
         manifest = wait_manifest(tmp_path, TASK_ID)
@@ -247,7 +250,7 @@ def test_categorization_docs_callback_is_stored_without_masks(
     raw = (CONFORMANCE / "callback_categorization.docs.json").read_bytes()  # Scale's docs example, verbatim
     body = json.loads(raw)
     vendor.add_task(body["task"])
-    settings = make_settings(**env(api.url, tmp_path))
+    settings = make_settings(**env(api.url, tmp_path, api.url))
     with start(settings) as live:
         assert post(live.url, raw).status_code == 202
         manifest = wait_manifest(tmp_path, body["task_id"])

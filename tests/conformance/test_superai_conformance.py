@@ -22,7 +22,7 @@ from processors.worker import Worker
 from receiver.app import create_app
 from tests.conformance.payloads import load, raw
 from tests.fakes.superai import FakeSuperAI
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 TOKEN = "superai-conformance-token"
@@ -67,7 +67,7 @@ def service(make_settings: Any, vendor: tuple[FakeSuperAI, LiveServer]) -> Itera
         LABELHOOK_SUPERAI_API_KEY=vendor[0].api_key,
         LABELHOOK_SUPERAI_API_URL=vendor[1].url,
         LABELHOOK_SUPERAI_APP_ID=APP,
-        LABELHOOK_FETCH_ALLOW_HOSTS="127.0.0.1,localhost",
+        LABELHOOK_FETCH_ALLOW_HOSTS=loopback_origins(vendor[1].url),
         LABELHOOK_MAX_ATTEMPTS="3",
     )
     queue, store = open_queue(settings.queue_url), open_store(settings.store_url)

@@ -79,7 +79,7 @@ class PlaymentProcessor(Processor):
             return self._post_client
         from processors.fetch import make_client
 
-        return make_client(self.settings)
+        return make_client(self.settings, source=self.source)
 
     # -- processing -------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from processors.config import SourceConfig
 
 DEFAULT_TOLERANCE_SECONDS = 300
+MAX_TOLERANCE_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
@@ -42,4 +43,8 @@ class StandardOptions(VendorOptions):
                 Webhook(secret.reveal())
             except (EmptyWebhookSecretError, binascii.Error, ValueError, RuntimeError):
                 return f"SECRET: secret #{position} is not a whsec_<base64> signing key or a whpk_ public key"
+        if self.tolerance_seconds > MAX_TOLERANCE_SECONDS:
+            # A wider window only widens replay (and 1e9 s is no window at all).
+            most = MAX_TOLERANCE_SECONDS
+            return f"TOLERANCE_SECONDS must be at most {most} (a day), got {self.tolerance_seconds}"
         return None

@@ -90,7 +90,7 @@ class TechForgeProcessor(Processor):
 
     def _create(self, body: dict[str, Any]) -> Submitted:
         url = self.base_url + self.create_path
-        client = self._client or make_client(self.settings)
+        client = self._client or make_client(self.settings, source=self.source)
         try:
             try:
                 response = client.post(
