@@ -26,7 +26,7 @@ from processors.vendors.cvat.processor import CvatProcessor
 from processors.worker import Worker
 from receiver.app import create_app
 from tests.fakes.cvat import FakeCvat, FakeCvatJob, build_app
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 from tests.test_cvat import LABELS, SECRET, annotations, job_object, signed, webhook
 
 pytestmark = [
@@ -85,7 +85,7 @@ def cvat_env(api_url: str) -> dict[str, str]:
         "LABELHOOK_CVAT_SECRET": SECRET,
         "LABELHOOK_CVAT_API_KEY": "cvat-test-token",
         "LABELHOOK_CVAT_API_URL": api_url,
-        "LABELHOOK_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "LABELHOOK_FETCH_ALLOW_HOSTS": loopback_origins(api_url),
         "LABELHOOK_WORKER_CONCURRENCY": "2",
     }
 
