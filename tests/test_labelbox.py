@@ -40,7 +40,7 @@ from tests.conformance.test_labelbox_conformance import (
     webhook_v1,
 )
 from tests.fakes.labelbox import FakeLabelbox
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_origins, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
@@ -104,10 +104,12 @@ def test_review_events_are_recorded_and_unknown_events_dropped(
 def test_expired_mask_url_is_a_dead_letter_that_says_masks_expire_after_30_days(
     fake: tuple[FakeLabelbox, LiveServer, LiveServer], tmp_path: Path, make_settings: Any
 ) -> None:
-    vendor, api, _ = fake
+    vendor, api, files = fake
     serve(vendor, api)
     vendor.add_mask(MASK_PATH, b"Forbidden", status=403)
-    settings = make_settings(**env(api.url, tmp_path))
+    settings = make_settings(
+        **env(api.url, tmp_path, LABELHOOK_LABELBOX_FETCH_ALLOW=loopback_origins(files.url))
+    )
     with start(settings) as live:
         assert post(live.url, webhook_v1(), headers=None).status_code == 202
         letters = wait_for(lambda: dead_letters(settings), what="dead letter")
@@ -135,7 +137,7 @@ def test_bad_vendor_data_is_a_dead_letter_with_its_reason(
     setup: str,
     reason: str,
 ) -> None:
-    vendor, api, _ = fake
+    vendor, api, files = fake
     row, _, png = serve(vendor, api)
     objects = row["projects"][PROJECT]["labels"][0]["annotations"]["objects"]
     if setup == "corrupt-mask":
@@ -152,7 +154,9 @@ def test_bad_vendor_data_is_a_dead_letter_with_its_reason(
         vendor.rows.clear()
     elif setup == "bad-colour":
         objects[1]["composite_mask"]["color_rgb"] = [142, 220, 396]
-    settings = make_settings(**env(api.url, tmp_path))
+    settings = make_settings(
+        **env(api.url, tmp_path, LABELHOOK_LABELBOX_FETCH_ALLOW=loopback_origins(files.url))
+    )
     with start(settings) as live:
         assert post(live.url, webhook_v1(), headers=None).status_code == 202
         letters = wait_for(lambda: dead_letters(settings), what="dead letter")
@@ -163,10 +167,12 @@ def test_bad_vendor_data_is_a_dead_letter_with_its_reason(
 def test_export_task_in_progress_is_polled_until_complete(
     fake: tuple[FakeLabelbox, LiveServer, LiveServer], tmp_path: Path, make_settings: Any
 ) -> None:
-    vendor, api, _ = fake
+    vendor, api, files = fake
     vendor.polls_until_complete = 1  # one IN_PROGRESS answer: the worker waits the SDK's 2 s minimum
     row, truth, _ = serve(vendor, api)
-    settings = make_settings(**env(api.url, tmp_path))
+    settings = make_settings(
+        **env(api.url, tmp_path, LABELHOOK_LABELBOX_FETCH_ALLOW=loopback_origins(files.url))
+    )
     with start(settings) as live:
         assert post(live.url, webhook_v1(), headers=None).status_code == 202
         wait_manifest(tmp_path)

@@ -68,7 +68,7 @@ def test_without_an_api_key_the_callbacks_own_response_is_used(
     vendor.tasks.clear()  # the API is not asked
     body["response"]["annotations"]["combined"].pop("extendedIndexedImage")
     body["task"]["response"] = body["response"]
-    settings = make_settings(**env(None, tmp_path))
+    settings = make_settings(**env(None, tmp_path, bucket.url))
     with start(settings) as live:
         assert post(live.url, body).status_code == 202
         wait_manifest(tmp_path, TASK_ID)
@@ -116,7 +116,7 @@ def test_undecodable_index_image_is_a_dead_letter_with_its_reason(
     body = conformance_callback(api, bucket)
     serve_task(vendor, body)
     vendor.add_file("00000000-0000-0000-0000-000000000007", image)
-    settings = make_settings(**env(api.url, tmp_path, LABELHOOK_SCALE_INDEX_IMAGE="indexed"))
+    settings = make_settings(**env(api.url, tmp_path, bucket.url, LABELHOOK_SCALE_INDEX_IMAGE="indexed"))
     with start(settings) as live:
         assert post(live.url, body).status_code == 202
         letters = wait_for(lambda: dead_letters(settings), what="dead letter")
