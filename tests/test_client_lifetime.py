@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import threading
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +153,17 @@ def test_a_processor_closes_the_client_it_built_and_leaves_an_injected_one_open(
         )
     settle_sockets(before, "the injected fetcher's socket to close")
     assert unclosed_sockets() == []
+
+
+def test_threads_starting_on_a_fresh_processor_share_one_client(make_settings: Any, cvat: LiveServer) -> None:
+    settings = make_settings(**cvat_env(cvat.url))
+    barrier = threading.Barrier(8)
+
+    def first_use(processor: CvatProcessor) -> int:
+        barrier.wait()  # all at once, as a worker's first deliveries for a source are
+        return id(processor.fetcher)
+
+    with CvatProcessor(settings.source("cvat"), settings) as processor:
+        with ThreadPoolExecutor(8) as pool:
+            built = set(pool.map(first_use, [processor] * 8))
+        assert len(built) == 1  # a second client would be overwritten and never closed
