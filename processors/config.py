@@ -47,7 +47,12 @@ COMMON_OPTIONS = (
     "DEADLINE_SECONDS",
     "FETCH_IMAGES",
     "FETCH_ALLOW",
+    "MAX_BODY_BYTES",
 )
+#: The most a source may raise its callback body cap to (``LABELHOOK_<SOURCE>_MAX_BODY_BYTES``): the
+#: receiver holds a body in memory until it is verified, up to LIMIT_CONCURRENCY of them at once.
+MAX_SOURCE_BODY_BYTES = 256 * 1024 * 1024
+MIN_BODY_BYTES = 1024
 #: The settings that are not a source's; never read as one (a source may be called `fetch`).
 GLOBAL_VARIABLES = frozenset(
     {
@@ -127,6 +132,8 @@ class SourceConfig:
     fetch_images: bool = True
     #: ``host:port`` origins this source's fetches may reach past the SSRF guard (`processors.origins`).
     fetch_allow: tuple[str, ...] = ()
+    #: This source's callback body cap; None: ``LABELHOOK_MAX_BODY_BYTES`` (`Settings.max_body_bytes`).
+    max_body_bytes: int | None = None
     options: VendorOptions | None = None
 
     @property
@@ -283,6 +290,7 @@ def _load_source(name: str, variables: Mapping[str, str]) -> SourceConfig:
             deadline_seconds=_option(variables, "DEADLINE_SECONDS", parse_seconds, DEFAULT_DEADLINE_SECONDS),
             fetch_images=_option(variables, "FETCH_IMAGES", parse_bool, True),
             fetch_allow=_origins(prefix + "FETCH_ALLOW", variables.get("FETCH_ALLOW")),
+            max_body_bytes=_option(variables, "MAX_BODY_BYTES", _body_bytes, None),
         )
         options = parse_options(spec.options, vendor_values, source)
     except OptionError as exc:
@@ -296,6 +304,19 @@ def _load_source(name: str, variables: Mapping[str, str]) -> SourceConfig:
 
 
 T = TypeVar("T")
+
+
+def _body_bytes(key: str, raw: str) -> int | None:
+    """A whole number of bytes from `MIN_BODY_BYTES` (1 KiB) to `MAX_SOURCE_BODY_BYTES` (256 MiB)."""
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise OptionError(key, f"must be a whole number of bytes, got {raw!r}") from None
+    if not MIN_BODY_BYTES <= value <= MAX_SOURCE_BODY_BYTES:
+        raise OptionError(
+            key, f"must be between {MIN_BODY_BYTES} and {MAX_SOURCE_BODY_BYTES} bytes, got {value}"
+        )
+    return value
 
 
 def _option(variables: Mapping[str, str], key: str, parse: Callable[[str, str], T], default: T) -> T:
@@ -348,7 +369,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         queue_url=_url(env, "LABELHOOK_QUEUE", "sqlite:///./var/queue.db", _QUEUE_SCHEMES),
         store_url=_url(env, "LABELHOOK_STORE", "file://./var/out", _STORE_SCHEMES),
         sources=sources,
-        max_body_bytes=_int(env, "LABELHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024 + 256 * 1024, minimum=1024),
+        max_body_bytes=_int(
+            env, "LABELHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024 + 256 * 1024, minimum=MIN_BODY_BYTES
+        ),
         fetch_max_bytes=_int(env, "LABELHOOK_FETCH_MAX_BYTES", 512 * 1024 * 1024, minimum=1),
         fetch_allow_hosts=_origins("LABELHOOK_FETCH_ALLOW_HOSTS", env.get("LABELHOOK_FETCH_ALLOW_HOSTS")),
         max_attempts=_int(env, "LABELHOOK_MAX_ATTEMPTS", 8, minimum=1),

@@ -25,6 +25,7 @@ from processors.errors import Permanent, Retryable
 from processors.fleet import Publisher, WorkerStats, worker_id
 from processors.jobs import JobBook
 from processors.metrics import Metrics
+from processors.output_locks import OutputLocks
 from processors.queue import Lease, Queue, QueueUnavailable
 from processors.store import JobWriter, Store, StoreError, dump_json
 from processors.vendors import VENDORS
@@ -87,7 +88,11 @@ class Worker:
         self.store = store
         self.drain_seconds = drain_seconds
         self._processors: dict[str, Processor] = dict(processors or {})
+        # Processors built here hold this worker's HTTP clients; injected ones are their owner's.
+        self._built: list[Processor] = []
         self.jobs = JobBook(store)
+        #: One delivery at a time per output set in this process (see docs/delivery.md for fleets).
+        self.output_locks = OutputLocks()
         self._stopping = threading.Event()
         self._wake: asyncio.Event | None = None
         #: Deliveries acked (processed, duplicates, progress reports, batches): for tests and the log.
@@ -121,10 +126,27 @@ class Worker:
                 raise Permanent(f"source {source_name!r} is no longer configured")
             processor = VENDORS[source.vendor].processor_class()(source, self.settings)
             self._processors[source_name] = processor
+            self._built.append(processor)
         return processor
 
+    def close(self) -> None:
+        """Close the processors (and so the HTTP clients) this worker built; `run` ends with it.
+
+        Idempotent. A processor is built again on the next delivery for its source.
+        """
+        built, self._built = self._built, []
+        for processor in built:
+            if self._processors.get(processor.source.name) is processor:
+                del self._processors[processor.source.name]
+            try:
+                processor.close()
+            except Exception as exc:  # one bad close must not keep the others' sockets open
+                log.warning(
+                    "closing a processor failed", extra={"source": processor.source.name, "error": repr(exc)}
+                )
+
     async def run(self) -> None:
-        """Claim and process until stopped; then drain, release leftovers and return.
+        """Claim and process until stopped; then drain, release leftovers, close clients and return.
 
         Anything that escapes the loop (no single record can: unreadable or failing records become
         retries or dead letters) is recorded in `failure` and re-raised: a dead worker must be seen.
@@ -139,6 +161,8 @@ class Worker:
             self.failure = f"{type(exc).__name__}: {str(exc)[:200]}"
             log.critical("worker died", extra={"error": self.failure}, exc_info=True)
             raise
+        finally:
+            self.close()
 
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -241,7 +265,8 @@ class Worker:
                 await self._batch(delivery)
                 manifest = None
             else:
-                manifest = await run_in_daemon_thread(self.process, delivery)
+                async with self.output_locks.hold(delivery.output_prefix):
+                    manifest = await run_in_daemon_thread(self.process, delivery)
         except asyncio.CancelledError:
             with contextlib.suppress(QueueUnavailable):
                 await asyncio.shield(self.queue.release(lease))

@@ -141,12 +141,15 @@ class Intake:
         headers: dict[str, str] = {}
         for key, value in scope["headers"]:
             headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+        # The source is known from the path before a byte of body is read: its own cap applies
+        # (Label Studio sends whole brush annotations), else the global one.
+        cap = adapter.source.max_body_bytes or self.max_body_bytes
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise PayloadTooLarge(f"request body exceeds {cap} bytes")
         if not _is_json(headers.get("content-type")):
             raise UnsupportedMedia("callbacks must be application/json")
-        body = await self._read_body(receive)
+        body = await self._read_body(receive, cap)
         query_string = scope.get("query_string", b"")
         query = dict(parse_qsl(query_string.decode("latin-1"))) if query_string else {}
         now = self.clock()
@@ -175,7 +178,7 @@ class Intake:
             raise Unavailable("queue unavailable; retry later", code="queue_unavailable") from exc
         return (200 if result.duplicate else 202), _ack(result.delivery_id, result.duplicate)
 
-    async def _read_body(self, receive: Receive) -> bytes:
+    async def _read_body(self, receive: Receive, cap: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -184,8 +187,8 @@ class Intake:
                 raise _Disconnected
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
+            if size > cap:
+                raise PayloadTooLarge(f"request body exceeds {cap} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,20 @@ def open_job(settings: Settings, store: Store, fake: FakeTechForge, script: list
     return job_id
 
 
+@pytest.fixture
+def make_processor() -> Iterator[Callable[[Settings], TechForgeProcessor]]:
+    """Processors built by a test, closed after it (their HTTP clients hold pooled sockets)."""
+    made: list[TechForgeProcessor] = []
+
+    def make(settings: Settings) -> TechForgeProcessor:
+        made.append(TechForgeProcessor(settings.sources["tf"], settings))
+        return made[-1]
+
+    yield make
+    for processor in made:
+        processor.close()
+
+
 def start_worker(settings: Settings, store: Store | None = None) -> tuple[LiveServer, Worker, Any]:
     queue = open_queue(settings.queue_url, RetryPolicy(settings.max_attempts, 0.05, 1.0))
     store = store or open_store(settings.store_url)
@@ -138,10 +152,10 @@ def cli_environ(tmp_path: Path, fake: FakeTechForge) -> dict[str, str]:
     ],
 )
 def test_submit_validation_names_the_field_and_sends_nothing(
-    vendor: FakeTechForge, make_settings: Any, change: dict[str, Any], field: str
+    make_processor: Any, vendor: FakeTechForge, make_settings: Any, change: dict[str, Any], field: str
 ) -> None:
     settings = make_settings(**tf_env(vendor))
-    processor = TechForgeProcessor(settings.sources["tf"], settings)
+    processor = make_processor(settings)
     body = {k: v for k, v in {**video_job(), **change}.items() if v is not None or k == "background_music"}
     with pytest.raises(Permanent) as caught:
         processor.prepare_submit([video_job(), body], None)
@@ -149,9 +163,9 @@ def test_submit_validation_names_the_field_and_sends_nothing(
     assert vendor.calls("/api/provider/jobs") == []
 
 
-def test_liberal_inputs_are_accepted(vendor: FakeTechForge, make_settings: Any) -> None:
+def test_liberal_inputs_are_accepted(make_processor: Any, vendor: FakeTechForge, make_settings: Any) -> None:
     settings = make_settings(**tf_env(vendor))
-    processor = TechForgeProcessor(settings.sources["tf"], settings)
+    processor = make_processor(settings)
     jobs = [
         video_job(background_volume="0.5", version="2"),
         {
@@ -197,15 +211,15 @@ def test_cli_submit_with_a_bad_job_exits_2_names_the_field_and_sends_nothing(
 
 
 def test_submit_errors_from_the_vendor_are_permanent_and_readable(
-    vendor: FakeTechForge, make_settings: Any
+    make_processor: Any, vendor: FakeTechForge, make_settings: Any
 ) -> None:
     settings = make_settings(**tf_env(vendor, LABELHOOK_TF_API_KEY="wrong-key"))
     with pytest.raises(Permanent, match="401") as caught:
-        TechForgeProcessor(settings.sources["tf"], settings).submit(video_job(), None)
+        make_processor(settings).submit(video_job(), None)
     assert "wrong-key" not in caught.value.reason
     settings = make_settings(**tf_env(vendor))
     with pytest.raises(Permanent, match=r"400.*could not be resolved"):
-        TechForgeProcessor(settings.sources["tf"], settings).submit(video_job(template_id="nope"), None)
+        make_processor(settings).submit(video_job(template_id="nope"), None)
 
 
 def test_config_requires_api_key_and_url(vendor: FakeTechForge, make_settings: Any) -> None:
@@ -311,12 +325,12 @@ def test_poller_backs_off_for_retry_after_then_succeeds(
 
 
 def test_two_poll_passes_enqueue_a_finished_job_once(
-    vendor: FakeTechForge, make_settings: Any, tmp_path: Path
+    make_processor: Any, vendor: FakeTechForge, make_settings: Any, tmp_path: Path
 ) -> None:
     settings = make_settings(**tf_env(vendor))
     store = open_store(settings.store_url)
     job_id = open_job(settings, store, vendor, ["done"], job_type="pdf", template_id=TEMPLATE)
-    processor = TechForgeProcessor(settings.sources["tf"], settings)
+    processor = make_processor(settings)
 
     async def two_passes() -> list[int]:
         queue = open_queue(settings.queue_url)
@@ -337,7 +351,7 @@ def test_two_poll_passes_enqueue_a_finished_job_once(
 
 
 def test_stuck_job_is_reported_past_the_deadline_and_unknown_job_fails(
-    vendor: FakeTechForge, make_settings: Any
+    make_processor: Any, vendor: FakeTechForge, make_settings: Any
 ) -> None:
     settings = make_settings(**tf_env(vendor, LABELHOOK_TF_DEADLINE_SECONDS="30"))
     store = open_store(settings.store_url)
@@ -348,7 +362,7 @@ def test_stuck_job_is_reported_past_the_deadline_and_unknown_job_fails(
     )
     fresh = open_job(settings, store, vendor, ["processing"], job_type="video", template_id=TEMPLATE)
     book.note(source="tf", vendor="techforge", job_id="gone-1", project=TEMPLATE, state="open")
-    processor = TechForgeProcessor(settings.sources["tf"], settings)
+    processor = make_processor(settings)
 
     async def one_pass() -> Any:
         queue = open_queue(settings.queue_url)
@@ -368,14 +382,16 @@ def test_stuck_job_is_reported_past_the_deadline_and_unknown_job_fails(
     assert gone is not None and gone.state == "failed" and "404" in (gone.reason or "")
 
 
-def test_poll_with_a_bad_key_is_permanent(vendor: FakeTechForge, make_settings: Any) -> None:
+def test_poll_with_a_bad_key_is_permanent(
+    make_processor: Any, vendor: FakeTechForge, make_settings: Any
+) -> None:
     settings = make_settings(**tf_env(vendor, LABELHOOK_TF_API_KEY="revoked"))
     store = open_store(settings.store_url)
     job_id = open_job(settings, store, vendor, ["done"], job_type="video", template_id=TEMPLATE)
     record = JobBook(store).get("tf", job_id)
     assert record is not None
     with pytest.raises(Permanent, match="401") as caught:
-        TechForgeProcessor(settings.sources["tf"], settings).poll(record)
+        make_processor(settings).poll(record)
     assert "revoked" not in caught.value.reason
 
 

@@ -6,6 +6,7 @@ poll`, the poller in `work`/`run`); those are optional capabilities with the sam
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -63,15 +64,40 @@ class Processor(ABC):
         self.source = source
         self.settings = settings
         self._fetcher = fetcher
+        # Only a fetcher built here is closed here: an injected one belongs to whoever passed it.
+        self._owns_fetcher = fetcher is None
+        # Deliveries of one source run on several threads: without it two could each build a client
+        # on first use, and the one overwritten would never be closed.
+        self._fetcher_lock = threading.Lock()
 
     @property
     def fetcher(self) -> Fetcher:
         """The SSRF-guarded HTTP client every vendor fetch goes through (built on first use)."""
-        if self._fetcher is None:
-            from processors.fetch import Fetcher
+        with self._fetcher_lock:
+            if self._fetcher is None:
+                from processors.fetch import Fetcher
 
-            self._fetcher = Fetcher.from_settings(self.settings, source=self.source)
-        return self._fetcher
+                self._fetcher = Fetcher.from_settings(self.settings, source=self.source)
+            return self._fetcher
+
+    def close(self) -> None:
+        """Close the HTTP clients this processor built (its pooled sockets); idempotent.
+
+        Called when the worker or CLI command that made the processor ends. Subclasses holding more
+        clients close them too and call ``super().close()``. A later fetch builds a fresh client.
+        """
+        with self._fetcher_lock:
+            fetcher = self._fetcher if self._owns_fetcher else None
+            if fetcher is not None:
+                self._fetcher = None
+        if fetcher is not None:
+            fetcher.close()
+
+    def __enter__(self) -> Processor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def callback_url(self) -> str | None:
         """`LABELHOOK_PUBLIC_URL/hooks/<source>` (with a trailing slash where the vendor's docs demand

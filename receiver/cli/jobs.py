@@ -7,11 +7,14 @@ import asyncio
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from processors.config import Settings
 from receiver.cli.backends import open_backends
 from receiver.cli.output import print_rows, printable
+
+if TYPE_CHECKING:
+    from processors.vendors.base import Processor
 
 log = logging.getLogger("labelhook")
 
@@ -21,7 +24,8 @@ def _check_source(settings: Settings, name: str) -> None:
         raise SystemExit(f"labelhook: no source named {name!r} (configured: {', '.join(settings.sources)})")
 
 
-def _processor(settings: Settings, name: str) -> Any:
+def _processor(settings: Settings, name: str) -> Processor:
+    """The source's processor; use it in a ``with`` block so its HTTP clients close with the command."""
     from processors.vendors import VENDORS
 
     _check_source(settings, name)
@@ -31,12 +35,16 @@ def _processor(settings: Settings, name: str) -> Any:
 
 
 def submit(settings: Settings, args: argparse.Namespace) -> int:
+    with _processor(settings, args.source) as processor:
+        return _submit(settings, args, processor)
+
+
+def _submit(settings: Settings, args: argparse.Namespace, processor: Processor) -> int:
     from processors.errors import ProcessingError
     from processors.jobs import JobBook
     from processors.store import open_store
     from receiver.cli.progress import Progress
 
-    processor = _processor(settings, args.source)
     try:
         with open(args.input, "rb") as handle:
             payload = json.load(handle)
@@ -87,11 +95,15 @@ def submit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def poll(settings: Settings, args: argparse.Namespace) -> int:
+    with _processor(settings, args.source) as processor:
+        return _poll(settings, args, processor)
+
+
+def _poll(settings: Settings, args: argparse.Namespace, processor: Processor) -> int:
     from processors.jobs import JobBook
     from processors.polling import poll_source
     from receiver.cli.progress import Progress
 
-    processor = _processor(settings, args.source)
     if not processor.can_poll:
         print(f"labelhook: vendor {processor.source.vendor!r} cannot be polled", file=sys.stderr)
         return 2

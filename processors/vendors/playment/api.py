@@ -107,8 +107,10 @@ class PlaymentAPI:
         return data
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        """Close the POST client, if one was built (the fetcher is its processor's to close)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 @contextlib.contextmanager

@@ -68,6 +68,12 @@ class PlaymentProcessor(Processor):
             )
         return self._api
 
+    def close(self) -> None:
+        api, self._api = self._api, None
+        if api is not None and self._post_client is None:  # an injected client is its owner's to close
+            api.close()
+        super().close()
+
     def _make_client(self) -> httpx.Client:
         if self._post_client is not None:
             return self._post_client
