@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -209,6 +210,9 @@ def _float(environ: Mapping[str, str], key: str, default: float, *, minimum: flo
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        # float() takes "nan" and "inf"; NaN passes every comparison below and inf disables a limit.
+        raise ConfigError(f"{key} must be a finite number, got {raw!r}")
     if value < minimum:
         raise ConfigError(f"{key} must be >= {minimum}, got {value}")
     return value

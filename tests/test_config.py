@@ -61,6 +61,9 @@ def test_rotation_secrets_are_comma_separated() -> None:
             "lists a source twice",
         ),
         ({"LABELHOOK_PUBLIC_URL": "not a url"}, "LABELHOOK_PUBLIC_URL must be an http(s) URL"),
+        # float() accepts these; NaN would pass every bound and inf would switch a limit off.
+        ({"LABELHOOK_BODY_RETENTION_SECONDS": "nan"}, "LABELHOOK_BODY_RETENTION_SECONDS must be a finite"),
+        ({"LABELHOOK_RETRY_MAX_SECONDS": "inf"}, "LABELHOOK_RETRY_MAX_SECONDS must be a finite number"),
     ],
 )
 def test_invalid_configuration_is_refused_with_the_key_named(env: dict[str, str], message: str) -> None:
