@@ -42,53 +42,48 @@ async def expand_batch(
     batch_id = str(delivery.meta.get("batch_id") or delivery.job_id)
     batch_state = str(delivery.meta.get("batch_state") or delivery.state or "")
     record = batch_record_id(batch_id)
-    note = book.note
-    if batch_state.lower() not in INGESTED_STATES:
+
+    async def note(job_id: str, state: str, meta: dict[str, Any], **extra: Any) -> None:
+        # Every job-book entry of this delivery names the same source, vendor, project and time.
         await asyncio.to_thread(
-            note,
+            book.note,
             source=delivery.source,
             vendor=delivery.vendor,
-            job_id=record,
+            job_id=job_id,
             project=delivery.project,
-            state="failed",
+            state=state,
+            meta=meta,
+            at=delivery.received_at,
+            **extra,
+        )
+
+    if batch_state.lower() not in INGESTED_STATES:
+        await note(
+            record,
+            "failed",
+            {"batch": batch_id},
             vendor_state=batch_state,
             delivery_id=delivery.id,
             reason=f"batch {batch_state}",
-            meta={"batch": batch_id},
-            at=delivery.received_at,
         )
         return {"batch": batch_id, "state": batch_state, "jobs": 0}
     job_ids = await asyncio.to_thread(processor.batch_jobs, delivery)
     for job_id in job_ids:
         existing = await asyncio.to_thread(book.get, delivery.source, job_id)
         if existing is None:
-            await asyncio.to_thread(
-                note,
-                source=delivery.source,
-                vendor=delivery.vendor,
-                job_id=job_id,
-                project=delivery.project,
-                state="open",
-                meta={"batch": batch_id},
-                at=delivery.received_at,
-            )
+            await note(job_id, "open", {"batch": batch_id})
     summary = await poll_source(settings, delivery.source, processor, queue, book, only=job_ids)
     if summary.retry_after is not None:
         raise Retryable(
             f"batch {batch_id}: the vendor is throttling or failing ({'; '.join(summary.errors)[:300]})",
             retry_after=summary.retry_after,
         )
-    await asyncio.to_thread(
-        note,
-        source=delivery.source,
-        vendor=delivery.vendor,
-        job_id=record,
-        project=delivery.project,
-        state="completed",
+    await note(
+        record,
+        "completed",
+        {"batch": batch_id, "jobs": job_ids},
         vendor_state=batch_state,
         delivery_id=delivery.id,
-        meta={"batch": batch_id, "jobs": job_ids},
-        at=delivery.received_at,
     )
     return {
         "batch": batch_id,
